@@ -1,0 +1,47 @@
+/**
+ * Benchmark runner: `npm run bench [-- SUITE ...]`. Prints one JSON document to stdout
+ * with the machine, the time, and each suite's figures. Progress goes to stderr.
+ */
+import os from 'node:os';
+
+type Suite = () => Promise<unknown>;
+
+const SUITES: Record<string, Record<string, () => Promise<Suite>>> = {
+  decrypt: {
+    micro: async () => (await import('./decrypt-micro.js')).runDecryptMicro,
+    file: async () => (await import('./decrypt-file.js')).runDecryptFile,
+  },
+};
+
+async function main(): Promise<void> {
+  const names = process.argv.slice(2).filter((a) => !a.startsWith('-'));
+  const chosen = names.length ? names : Object.keys(SUITES);
+  const results: Record<string, unknown> = {};
+  for (const name of chosen) {
+    const parts = SUITES[name];
+    if (!parts) {
+      console.error(`unknown suite '${name}'; known: ${Object.keys(SUITES).join(', ')}`);
+      process.exitCode = 2;
+      return;
+    }
+    for (const [part, load] of Object.entries(parts)) {
+      console.error(`bench: ${name}/${part} ...`);
+      results[`${name}.${part}`] = await (await load())();
+    }
+  }
+  const cpu = os.cpus()[0];
+  const report = {
+    when: new Date().toISOString(),
+    machine: {
+      cpu: cpu?.model,
+      cores: os.cpus().length,
+      memGiB: +(os.totalmem() / 2 ** 30).toFixed(1),
+      node: process.version,
+      arch: process.arch,
+    },
+    results,
+  };
+  process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+}
+
+await main();

@@ -1,0 +1,13 @@
+import type { Command } from 'commander';
+import { registerDecrypt } from './decrypt.js';
+import { registerDemo } from './demo.js';
+import { registerInspect } from './inspect.js';
+import { registerPackage } from './package.js';
+
+/** Registers every `keywarden` subcommand. */
+export function registerCommands(program: Command): void {
+  registerDemo(program);
+  registerDecrypt(program);
+  registerPackage(program);
+  registerInspect(program);
+}
