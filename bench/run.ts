@@ -2,7 +2,9 @@
  * Benchmark runner: `npm run bench [-- SUITE ...]`. Prints one JSON document to stdout
  * with the machine, the time, and each suite's figures. Progress goes to stderr.
  */
+import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
 
 type Suite = () => Promise<unknown>;
 
@@ -41,7 +43,13 @@ async function main(): Promise<void> {
     },
     results,
   };
-  process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+  const json = `${JSON.stringify(report, null, 2)}\n`;
+  // npm prints its own banner on stdout unless run with -s, so the report also goes to a file.
+  const saved = path.resolve(import.meta.dirname, '..', '.bench', 'last.json');
+  mkdirSync(path.dirname(saved), { recursive: true });
+  writeFileSync(saved, json);
+  process.stdout.write(json);
+  console.error(`bench: report saved to ${path.relative(process.cwd(), saved)}`);
 }
 
 await main();
