@@ -19,6 +19,9 @@ export const INTEROP_DIR = path.resolve(REPO_ROOT, '..', 'shared', 'interop');
 export function interopManifest(): InteropFile[] | undefined {
   const manifest = path.join(INTEROP_DIR, 'manifest.json');
   if (!existsSync(manifest)) {
+    // CI clones beside shared/, so there a missing interop set is a failure, not a skip.
+    if (process.env.KEYWARDEN_REQUIRE_TOOLS === '1')
+      throw new Error(`interop files missing at ${INTEROP_DIR}`);
     console.warn(`SKIP: no interop files at ${INTEROP_DIR}; interop tests are skipped`);
     return undefined;
   }
