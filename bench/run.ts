@@ -13,6 +13,9 @@ const SUITES: Record<string, Record<string, () => Promise<Suite>>> = {
     micro: async () => (await import('./decrypt-micro.js')).runDecryptMicro,
     file: async () => (await import('./decrypt-file.js')).runDecryptFile,
   },
+  headend: {
+    load: async () => (await import('./headend.js')).runHeadend,
+  },
 };
 
 async function main(): Promise<void> {

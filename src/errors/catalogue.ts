@@ -18,7 +18,15 @@ export const ERRORS = {
   HEADER_MALFORMED: { number: 6005, hint: 'The content header (pssh) is malformed.' },
   LICENSE_PROCESSING_FAILED: { number: 6006, hint: 'The license could not be processed.' },
   SERVICE_SPECIFIC: { number: 6007, hint: 'The service returned an error; see its custom data.' },
+  INDIVIDUALIZATION_ATTEMPTS_EXCEEDED: {
+    number: 6009,
+    hint: 'Individualization kept failing; check the provisioning service, then retry later.',
+  },
   PROTOCOL_ERROR: { number: 6010, hint: 'The peer sent a message that breaks the protocol.' },
+  HARDWARE_CHANGED: {
+    number: 6013,
+    hint: 'The hardware identity changed; the device individualizes again.',
+  },
   CONTENT_NOT_PROTECTED: { number: 6017, hint: 'The file carries no Common Encryption data.' },
   INITIALIZATION_FAILED: { number: 6208, hint: 'The agent could not initialize.' },
 
@@ -62,6 +70,114 @@ export const ERRORS = {
   CLI_USAGE: { number: 7200, hint: 'See keywarden --help.' },
   CLI_BAD_KEY: { number: 7201, hint: 'A key is KID:KEY or KEY, 16 bytes each, in hex or base64.' },
   IO_FAILED: { number: 7202, hint: 'A file could not be read or written; check the path.' },
+
+  // 7300-7399: protocol and device crypto (envelope, certificates, key wrap, key vault).
+  SIGNATURE_INVALID: {
+    number: 7300,
+    hint: 'The message signature does not verify; it was altered.',
+  },
+  CERT_CHAIN_INVALID: { number: 7301, hint: 'The certificate chain is malformed or broken.' },
+  CERT_EXPIRED: {
+    number: 7302,
+    hint: 'A certificate is expired or not yet valid; check the clock.',
+  },
+  CERT_UNTRUSTED_ROOT: { number: 7303, hint: 'The chain does not lead to the operator root.' },
+  NONCE_REPLAYED: { number: 7304, hint: 'The message was seen before: a replay was refused.' },
+  MESSAGE_STALE: {
+    number: 7305,
+    hint: 'The message timestamp is outside the allowed skew; check the clock.',
+  },
+  MESSAGE_TYPE_MISMATCH: {
+    number: 7306,
+    hint: 'The peer sent a different kind of message than expected.',
+  },
+  DECODE_FAILED: { number: 7307, hint: 'A protocol message could not be decoded.' },
+  KEY_UNWRAP_FAILED: { number: 7308, hint: 'A wrapped key is not for this device or was altered.' },
+  VAULT_CORRUPT: {
+    number: 7309,
+    hint: 'The key vault is corrupt; the device must individualize again.',
+  },
+  VAULT_IDENTITY_MISMATCH: {
+    number: 7310,
+    hint: 'The key vault belongs to other hardware; the device must individualize again.',
+  },
+  AGENT_UPDATE_REQUIRED: {
+    number: 7311,
+    hint: 'The server refuses this agent version; update keywarden.',
+  },
+  CERTIFICATE_REFUSED: {
+    number: 7312,
+    hint: 'The server refused the device certificate; re-individualize.',
+  },
+  LICENSE_WRONG_DEVICE: { number: 7313, hint: 'The license was issued to another device.' },
+  NOT_INDIVIDUALIZED: {
+    number: 7314,
+    hint: 'The device has no certificate yet; individualize first.',
+  },
+  HARDWARE_IDENTITY_UNAVAILABLE: {
+    number: 7315,
+    hint: 'No hardware identity source is readable; configure one (machine-id, serial).',
+  },
+  TRANSPORT_FAILED: {
+    number: 7316,
+    hint: 'The server could not be reached or answered with an HTTP error.',
+  },
+
+  // Domains (product brief codes), answered by the head-end's domain controller.
+  DOMAIN_FULL: { number: 6040, hint: 'The domain has its maximum of devices; remove one first.' },
+  NOT_A_DOMAIN_MEMBER: {
+    number: 6041,
+    hint: 'The content is domain-bound: join the domain named in the answer, then retry.',
+  },
+  UNKNOWN_DOMAIN_ACCOUNT: {
+    number: 6042,
+    hint: 'The account has no domain; check the account id.',
+  },
+
+  // 7400-7499: reference head-end.
+  HEADEND_BAD_REQUEST: { number: 7400, hint: 'The request is not a valid protocol message.' },
+  HEADEND_BODY_TOO_LARGE: { number: 7401, hint: 'The request body exceeds the size limit.' },
+  HEADEND_UNSUPPORTED_MEDIA_TYPE: {
+    number: 7402,
+    hint: 'POST bodies are application/x-protobuf.',
+  },
+  HEADEND_RATE_LIMITED: {
+    number: 7403,
+    hint: 'Too many provisioning requests for this hardware; wait and retry.',
+  },
+  HEADEND_TIMEOUT: { number: 7404, hint: 'The request was not received in time; retry.' },
+  HEADEND_NOT_FOUND: { number: 7405, hint: 'No such endpoint or method; see docs/protocol.md.' },
+  DEVICE_REVOKED: { number: 7406, hint: 'The device is revoked; contact the operator.' },
+  AGENT_VERSION_TOO_OLD: {
+    number: 7407,
+    hint: 'Update the agent to the minimum version the server names, then individualize.',
+  },
+  UNKNOWN_KEY: { number: 7408, hint: 'The head-end holds no key for a requested KID.' },
+  MASTER_KEY_MISSING: {
+    number: 7409,
+    hint: 'Set KEYWARDEN_MASTER_KEY (32 bytes, hex or base64) or restore DIR/master.key.',
+  },
+  MASTER_KEY_WRONG: {
+    number: 7410,
+    hint: 'The master key does not open this data dir; use the key it was created with.',
+  },
+  STORE_FAILED: { number: 7411, hint: 'The head-end database failed; check the data dir.' },
+  HEADEND_DEPENDENCY_MISSING: {
+    number: 7412,
+    hint: 'Install the head-end dependencies: npm install better-sqlite3 @peculiar/x509.',
+  },
+  UNKNOWN_DEVICE: { number: 7413, hint: 'No device with that id is registered.' },
+  UNKNOWN_POLICY: { number: 7414, hint: 'Create the policy first: keywarden headend policy set.' },
+  HEADEND_BAD_POLICY: { number: 7415, hint: 'See keywarden headend policy set --help.' },
+  HEADEND_INTERNAL: { number: 7416, hint: 'The head-end failed; see its log.' },
+  CONTENT_KEY_EXISTS: {
+    number: 7417,
+    hint: 'The KID already has a different key; content keys never change.',
+  },
+  DEVICE_NOT_ENTITLED: {
+    number: 7418,
+    hint: 'The content or policy refuses this device (security level, application).',
+  },
 } as const satisfies Record<string, ErrorSpec>;
 
 /** Symbolic name of a catalogued error. */

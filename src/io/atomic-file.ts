@@ -18,15 +18,15 @@ export class AtomicFile {
     readonly handle: FileHandle,
   ) {}
 
-  /** Creates the temporary file next to `target`. */
-  static async create(target: string): Promise<AtomicFile> {
+  /** Creates the temporary file next to `target`, with permission bits `mode` (default 0644). */
+  static async create(target: string, mode = 0o644): Promise<AtomicFile> {
     const dir = path.dirname(path.resolve(target));
     const tempPath = path.join(
       dir,
       `.${path.basename(target)}.${randomBytes(6).toString('hex')}.tmp`,
     );
     try {
-      return new AtomicFile(target, tempPath, await open(tempPath, 'wx', 0o644));
+      return new AtomicFile(target, tempPath, await open(tempPath, 'wx', mode));
     } catch (err) {
       throw kwError(
         'IO_FAILED',
@@ -85,9 +85,13 @@ export async function syncDirectory(dir: string): Promise<void> {
   }
 }
 
-/** Writes a whole file atomically. */
-export async function writeFileAtomic(target: string, data: Uint8Array): Promise<void> {
-  const f = await AtomicFile.create(target);
+/** Writes a whole file atomically (secrets: pass mode 0o600, set before any byte is written). */
+export async function writeFileAtomic(
+  target: string,
+  data: Uint8Array,
+  mode?: number,
+): Promise<void> {
+  const f = await AtomicFile.create(target, mode);
   try {
     await f.write(data);
   } catch (err) {

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { registerDecrypt } from './decrypt.js';
 import { registerDemo } from './demo.js';
+import { registerHeadend } from './headend.js';
 import { registerInspect } from './inspect.js';
 import { registerPackage } from './package.js';
 
@@ -10,4 +11,5 @@ export function registerCommands(program: Command): void {
   registerDecrypt(program);
   registerPackage(program);
   registerInspect(program);
+  registerHeadend(program);
 }

@@ -1,0 +1,60 @@
+import { mkdir } from 'node:fs/promises';
+import { loadMasterKey, type MasterKeySource } from './master-key.js';
+import { OperatorPki } from './pki/operator-pki.js';
+import { KeySealer } from './sealing.js';
+import { DEFAULT_SETTINGS, type HeadendSettings } from './settings.js';
+import { StoredNonceRegistry } from './store/nonce-registry.js';
+import { openSqliteStore } from './store/open-store.js';
+import type { HeadendRepository } from './store/repository.js';
+
+/** How to open a head-end. */
+export interface HeadendOptions {
+  /** The data dir: database, master key file. Created if missing. */
+  readonly dataDir: string;
+  /** Business settings; defaults from {@link DEFAULT_SETTINGS}. */
+  readonly settings?: Partial<HeadendSettings>;
+  /** Environment (the master key may come from it); default process.env. */
+  readonly env?: NodeJS.ProcessEnv;
+  /** Clock, ms since the epoch (tests move it). */
+  readonly clock?: () => number;
+}
+
+/**
+ * Everything the head-end's services share: the store, the sealer for secrets at rest, the
+ * operator PKI, the replay window, the settings and the clock.
+ */
+export class HeadendContext {
+  private constructor(
+    readonly store: HeadendRepository,
+    readonly sealer: KeySealer,
+    readonly pki: OperatorPki,
+    readonly settings: HeadendSettings,
+    readonly clock: () => number,
+    readonly masterKeySource: MasterKeySource,
+    readonly nonces: StoredNonceRegistry,
+  ) {}
+
+  /** Opens (first run: creates) the head-end state in `opts.dataDir`. */
+  static async open(opts: HeadendOptions): Promise<HeadendContext> {
+    await mkdir(opts.dataDir, { recursive: true, mode: 0o700 });
+    const master = await loadMasterKey(opts.dataDir, opts.env);
+    const sealer = new KeySealer(master.key);
+    master.key.fill(0);
+    const store = await openSqliteStore(opts.dataDir);
+    const clock = opts.clock ?? Date.now;
+    try {
+      const pki = await OperatorPki.open(store, sealer, clock());
+      const settings = { ...DEFAULT_SETTINGS, ...opts.settings };
+      const nonces = new StoredNonceRegistry(store, 2 * settings.maxSkewMs);
+      return new HeadendContext(store, sealer, pki, settings, clock, master.source, nonces);
+    } catch (err) {
+      store.close();
+      throw err;
+    }
+  }
+
+  /** Closes the database. */
+  close(): void {
+    this.store.close();
+  }
+}

@@ -1,0 +1,53 @@
+/**
+ * The reference head-end: provisioning authority, license server, domain controller and
+ * content key store over one data dir. Loaded lazily by the CLI (its dependencies are
+ * optional for device installs).
+ */
+import { HeadendAdmin } from './admin.js';
+import { HeadendContext, type HeadendOptions } from './headend.js';
+import { DomainController } from './services/domain-controller.js';
+import { LicenseService } from './services/license-service.js';
+import { ProvisioningService } from './services/provisioning-service.js';
+
+/** An opened head-end: its services over one context. */
+export class Headend {
+  readonly provisioning: ProvisioningService;
+  readonly domains: DomainController;
+  readonly licenses: LicenseService;
+  readonly admin: HeadendAdmin;
+
+  private constructor(readonly ctx: HeadendContext) {
+    this.provisioning = new ProvisioningService(ctx);
+    this.domains = new DomainController(ctx);
+    this.licenses = new LicenseService(ctx, this.domains);
+    this.admin = new HeadendAdmin(ctx, this.domains);
+  }
+
+  /** Opens (on first run: creates) the head-end in `opts.dataDir`. */
+  static async open(opts: HeadendOptions): Promise<Headend> {
+    return new Headend(await HeadendContext.open(opts));
+  }
+
+  /** The operator root certificate, DER: what devices pin. */
+  get rootCertificate(): Buffer {
+    return this.ctx.pki.rootDer;
+  }
+
+  close(): void {
+    this.ctx.close();
+  }
+}
+
+export {
+  HeadendAdmin,
+  type ContentKeyInput,
+  type DeviceSummary,
+  type DomainSummary,
+} from './admin.js';
+export type { HeadendOptions } from './headend.js';
+export { DEFAULT_SETTINGS, type HeadendSettings } from './settings.js';
+export { parseDuration, formatDuration } from './policy/durations.js';
+export { POLICY_SETTERS } from './policy/policy-args.js';
+export type { PolicySpec } from './policy/policy-spec.js';
+export { startHeadendServer, type HeadendServer, type ServerOptions } from './http/server.js';
+export { runHeadendCluster, type ClusterOptions } from './http/cluster.js';
