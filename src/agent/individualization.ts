@@ -10,7 +10,7 @@ import { decodeMessage, encodeMessage } from '../protocol/codec.js';
 import { MessageType, NONCE_BYTES, signMessageWith, verifyMessage } from '../protocol/envelope.js';
 import { keywarden } from '../protocol/generated/proto.js';
 import type { DeviceCredentials } from './device-credentials.js';
-import { errorFromWire } from './wire-errors.js';
+import { errorFromWire, httpRefusalCode } from './wire-errors.js';
 import { httpTransport, type ProtocolTransport } from './protocol-transport.js';
 
 const v1 = keywarden.v1;
@@ -63,6 +63,23 @@ const FINAL_CODES = new Set([
 /** Refusals that a new certificate fixes. */
 const REINDIVIDUALIZE_CODES = new Set(['CERTIFICATE_REFUSED', 'UNKNOWN_DEVICE']);
 
+/**
+ * The same, as the head-end's HTTP layer answers them (403 + unsigned ErrorReply): it
+ * refuses the device's chain before it can sign an answer.
+ */
+const REINDIVIDUALIZE_HTTP_CODES = new Set([
+  'UNKNOWN_DEVICE',
+  'CERT_EXPIRED',
+  'CERT_UNTRUSTED_ROOT',
+  'CERT_CHAIN_INVALID',
+]);
+
+/** True when a new key and certificate may cure `err`. */
+function curedByNewCertificate(err: KeywardenError): boolean {
+  const http = httpRefusalCode(err);
+  return REINDIVIDUALIZE_CODES.has(err.code) || (!!http && REINDIVIDUALIZE_HTTP_CODES.has(http));
+}
+
 const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
   new Promise((resolve, reject) => {
     const t = setTimeout(resolve, ms);
@@ -92,12 +109,13 @@ export class Individualizer extends EventEmitter<IndividualizerEvents> {
   }
 
   /**
-   * Reacts to a server refusing this device: CERTIFICATE_REFUSED / UNKNOWN_DEVICE
+   * Reacts to a server refusing this device: CERTIFICATE_REFUSED / UNKNOWN_DEVICE, or an
+   * HTTP 403 refusing the device chain (unknown device, expired certificate, other root),
    * re-individualize with a new key; anything else (a version refusal: the device must
    * update first; a revocation) is rethrown.
    */
   async handleRefusal(err: KeywardenError, signal?: AbortSignal): Promise<DeviceCredentials> {
-    if (!REINDIVIDUALIZE_CODES.has(err.code)) throw err;
+    if (!curedByNewCertificate(err)) throw err;
     await this.opts.vault.resetDeviceKey();
     return this.individualize(Reason.PROVISIONING_REASON_CERTIFICATE_REFUSED, signal);
   }

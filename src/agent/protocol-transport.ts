@@ -1,6 +1,7 @@
-import { kwError } from '../errors/index.js';
+import { kwError, type KeywardenError } from '../errors/index.js';
 import { decodeMessage } from '../protocol/codec.js';
 import { keywarden } from '../protocol/generated/proto.js';
+import { codeForNumber } from './wire-errors.js';
 
 /** Posts a protocol message and returns the answer's bytes. Injectable for tests. */
 export interface ProtocolTransport {
@@ -29,8 +30,28 @@ function httpErrorDetails(status: number, body: Uint8Array): Record<string, unkn
 }
 
 /**
+ * The error for a non-200 answer. A 4xx whose unsigned ErrorReply names a catalogued code
+ * (403 DEVICE_REVOKED, CERT_EXPIRED...) is raised with that code, so the user is told what
+ * happened; `details.unsigned` marks that no signature vouches for it. Anything else is
+ * TRANSPORT_FAILED with the status and whatever the reply said.
+ */
+function httpRefusal(url: string, status: number, body: Uint8Array): KeywardenError {
+  const details: Record<string, unknown> = { url, ...httpErrorDetails(status, body) };
+  const code = typeof details.code === 'number' ? codeForNumber(details.code) : undefined;
+  if (code && status >= 400 && status < 500) {
+    const said = typeof details.serverMessage === 'string' ? `: ${details.serverMessage}` : '';
+    return kwError(code, `POST ${url} refused (HTTP ${status}, unsigned)${said}`, {
+      ...details,
+      unsigned: true,
+    });
+  }
+  return kwError('TRANSPORT_FAILED', `POST ${url} answered HTTP ${status}`, details);
+}
+
+/**
  * HTTP POST with `Content-Type: application/x-protobuf` over global fetch, with a timeout
- * and the caller's AbortSignal. Network failures and non-200 answers are TRANSPORT_FAILED.
+ * and the caller's AbortSignal. Network failures and 5xx answers are TRANSPORT_FAILED; a 4xx
+ * carrying a catalogued code is raised with that code (see {@link httpRefusal}).
  */
 export function httpTransport(opts: HttpTransportOptions = {}): ProtocolTransport {
   const timeoutMs = opts.timeoutMs ?? 15_000;
@@ -55,12 +76,7 @@ export function httpTransport(opts: HttpTransportOptions = {}): ProtocolTranspor
         );
       }
       const bytes = new Uint8Array(await res.arrayBuffer());
-      if (res.status !== 200) {
-        throw kwError('TRANSPORT_FAILED', `POST ${url} answered HTTP ${res.status}`, {
-          url,
-          ...httpErrorDetails(res.status, bytes),
-        });
-      }
+      if (res.status !== 200) throw httpRefusal(url, res.status, bytes);
       if (bytes.length > maxBytes)
         throw kwError('PROTOCOL_ERROR', `the answer from ${url} is too large`, { url });
       return bytes;

@@ -48,3 +48,15 @@ export function errorFromWire(wire: WireError, fallback: ErrorCode, what: string
   if (wire.retryAfterMs) details.retryAfterMs = wire.retryAfterMs;
   return kwError(code, `${what}: ${wire.message || `server error ${number}`}`, details);
 }
+
+/**
+ * The server's catalogue code of an HTTP-level refusal: a 4xx whose (unsigned) ErrorReply
+ * named it, e.g. 403 DEVICE_REVOKED or CERT_EXPIRED (the transport raises it with that code
+ * and `details.unsigned`). Undefined for any other error, signed refusals included.
+ */
+export function httpRefusalCode(err: KeywardenError): ErrorCode | undefined {
+  const { status, unsigned } = err.details;
+  if (unsigned !== true || typeof status !== 'number' || status < 400 || status >= 500)
+    return undefined;
+  return err.code;
+}
