@@ -126,6 +126,11 @@ async function phase(concurrency: number, one: (i: number) => Promise<boolean>):
     }
   };
   await Promise.all(Array.from({ length: concurrency }, (_, i) => loop(i)));
+  return summarize(lat, errors);
+}
+
+/** Throughput and latency percentiles of one measured window. */
+function summarize(lat: number[], errors: number): Phase {
   lat.sort((a, b) => a - b);
   return {
     requests: lat.length,
@@ -169,17 +174,7 @@ async function pacedPhase(
     }
   };
   await Promise.all(Array.from({ length: concurrency }, (_, i) => loop(i)));
-  lat.sort((a, b) => a - b);
-  return {
-    offeredPerSecond: rate,
-    requests: lat.length,
-    errors,
-    perSecond: Math.round(lat.length / (MEASURE_MS / 1000)),
-    p50Ms: pct(lat, 0.5),
-    p95Ms: pct(lat, 0.95),
-    p99Ms: pct(lat, 0.99),
-    maxMs: pct(lat, 1),
-  };
+  return { offeredPerSecond: rate, ...summarize(lat, errors) };
 }
 
 /** The head-end suite: JSON figures for licenses and provisioning. */

@@ -16,12 +16,12 @@ import {
   encodeMessage,
   keywarden,
   peekMessageType,
-  type MessageClass,
 } from '../../src/protocol/index.js';
 import { Rng } from './mutator.js';
 import { mutateField } from './protocol-fields.js';
 import { protocolFixture, resignBody, type ProtocolSeed } from './protocol-seeds.js';
 import type { CampaignSummary, FuzzFailure } from './campaign.js';
+import { UNTRUSTED_DECODERS } from '../helpers/protocol-decoders.js';
 
 const v1 = keywarden.v1;
 
@@ -44,20 +44,6 @@ export interface ProtocolCampaignSummary extends CampaignSummary {
 
 type Layer = 'envelope' | 'body' | 'payload' | 'field';
 const LAYERS: readonly Layer[] = ['envelope', 'body', 'payload', 'field', 'field'];
-
-/** Every decoder an untrusted byte string can reach. */
-const DECODERS: readonly [string, MessageClass<unknown>][] = [
-  ['SignedMessage', v1.SignedMessage],
-  ['SignedBody', v1.SignedBody],
-  ['ProvisioningRequest', v1.ProvisioningRequest],
-  ['ProvisioningResponse', v1.ProvisioningResponse],
-  ['LicenseRequest', v1.LicenseRequest],
-  ['LicenseResponse', v1.LicenseResponse],
-  ['DomainJoinRequest', v1.DomainJoinRequest],
-  ['DomainJoinResponse', v1.DomainJoinResponse],
-  ['ErrorReply', v1.ErrorReply],
-  ['PsshData', v1.PsshData],
-];
 
 const HUGE_VARINT = [0xff, 0xff, 0xff, 0xff, 0x0f];
 
@@ -140,7 +126,7 @@ function judge(err: unknown, headend = false): Outcome {
 
 /** Decoders, the envelope peek, then the consumer; the first coded error is the outcome. */
 async function runTarget(seed: ProtocolSeed, input: Uint8Array): Promise<Outcome> {
-  for (const [what, cls] of DECODERS) {
+  for (const [what, cls] of UNTRUSTED_DECODERS) {
     try {
       decodeMessage(cls, input, what);
     } catch (err) {
