@@ -60,6 +60,12 @@ export interface KeyVault {
   storeCertificate(cert: DeviceCertificate): Promise<void>;
   /** The stored device certificate, if any. */
   loadCertificate(): DeviceCertificate | undefined;
+  /**
+   * A 32-byte key for `purpose` (e.g. "license-store"), bound to this device and stable
+   * across re-individualization. Data sealed with it cannot be opened on another device.
+   * Available once {@link open} found a vault or a device key was created.
+   */
+  storageKey(purpose: string): Uint8Array;
 }
 
 interface VaultFile {
@@ -68,12 +74,15 @@ interface VaultFile {
   slots: { sources: string[]; wrapped: string }[];
   tags: Record<string, string>;
   deviceKey: string;
+  /** Device-bound secret behind storageKey(), wrapped under the DEK. */
+  storageSecret?: string;
   certificate?: { deviceId: string; der: string; chain: string[]; agentVersion?: string };
 }
 
 const b64 = (b: Uint8Array): string => Buffer.from(b).toString('base64');
 const unb64 = (s: string): Buffer => Buffer.from(s, 'base64');
 const DEVICE_KEY_CONTEXT = 'keywarden/v1 vault device-key';
+const STORAGE_SECRET_CONTEXT = 'keywarden/v1 vault storage-secret';
 
 /** Options of a {@link SoftwareKeyVault}. */
 export interface SoftwareKeyVaultOptions {
@@ -95,6 +104,7 @@ export class SoftwareKeyVault implements KeyVault {
   private dek: Uint8Array | undefined;
   private salt: Uint8Array = randomBytes(32);
   private cert: DeviceCertificate | undefined;
+  private storageSecret: Uint8Array | undefined;
 
   constructor(private readonly opts: SoftwareKeyVaultOptions) {}
 
@@ -116,6 +126,18 @@ export class SoftwareKeyVault implements KeyVault {
       );
     }
     this.dek = dek;
+    let addSecret = false;
+    try {
+      this.storageSecret = file.storageSecret
+        ? aeadUnwrap(dek, unb64(file.storageSecret), STORAGE_SECRET_CONTEXT)
+        : undefined;
+    } catch (err) {
+      throw kwError('VAULT_CORRUPT', 'the storage secret in the vault cannot be read', {}, err);
+    }
+    if (!this.storageSecret) {
+      this.storageSecret = randomBytes(32); // a vault written before storage keys existed
+      addSecret = true;
+    }
     this.cert = file.certificate && {
       deviceId: file.certificate.deviceId,
       certificate: unb64(file.certificate.der),
@@ -123,7 +145,7 @@ export class SoftwareKeyVault implements KeyVault {
       agentVersion: file.certificate.agentVersion,
     };
     const changed = this.changedSources(file, dek);
-    if (changed.length > 0) await this.save(); // re-bind to the current identity
+    if (changed.length > 0 || addSecret) await this.save(); // re-bind to the current identity
     return { state: 'ready', changedSources: changed };
   }
 
@@ -138,6 +160,7 @@ export class SoftwareKeyVault implements KeyVault {
     this.dek = randomBytes(32);
     this.salt = randomBytes(32);
     this.cert = undefined;
+    this.storageSecret ??= randomBytes(32); // kept: stored data survives re-individualization
     await this.save();
     return pair.publicKey;
   }
@@ -158,6 +181,14 @@ export class SoftwareKeyVault implements KeyVault {
 
   loadCertificate(): DeviceCertificate | undefined {
     return this.cert;
+  }
+
+  storageKey(purpose: string): Uint8Array {
+    if (!this.storageSecret)
+      throw kwError('NOT_INDIVIDUALIZED', 'the key vault is not open and holds no device key');
+    return new Uint8Array(
+      hkdfSync('sha256', this.storageSecret, new Uint8Array(0), `keywarden/v1 ${purpose}`, 32),
+    );
   }
 
   private requireKey(): KeyObject {
@@ -225,6 +256,9 @@ export class SoftwareKeyVault implements KeyVault {
       })),
       tags: Object.fromEntries(names.map((n) => [n, b64(this.tag(dek, n))])),
       deviceKey: b64(aeadWrap(dek, pkcs8Of(this.requireKey()), DEVICE_KEY_CONTEXT)),
+      ...(this.storageSecret && {
+        storageSecret: b64(aeadWrap(dek, this.storageSecret, STORAGE_SECRET_CONTEXT)),
+      }),
       ...(this.cert && {
         certificate: {
           deviceId: this.cert.deviceId,

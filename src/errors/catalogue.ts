@@ -134,6 +134,86 @@ export const ERRORS = {
     hint: 'The account has no domain; check the account id.',
   },
 
+  // 6050-6079: the device's license lifecycle and policy engine (issue 4).
+  LICENSE_EXPIRED: {
+    number: 6050,
+    hint: 'The license has expired; acquire a new one (or renew it) while online.',
+  },
+  PLAYBACK_NOT_ALLOWED: { number: 6051, hint: 'The license does not grant playback (can_play).' },
+  LICENSE_RELEASED: { number: 6052, hint: 'The license was released; acquire a new one.' },
+  LICENSE_REVOKED: { number: 6053, hint: 'The operator revoked this license or its keys.' },
+  SECURITY_LEVEL_TOO_LOW: {
+    number: 6054,
+    hint: 'The license needs a higher device security level (a TEE-backed key vault).',
+  },
+  APPLICATION_NOT_ALLOWED: {
+    number: 6055,
+    hint: 'The license is restricted to other applications.',
+  },
+  ROOT_LICENSE_MISSING: {
+    number: 6056,
+    hint: 'The leaf license has no valid root license on this device; renew the subscription.',
+  },
+  LICENSE_NOT_FOUND: { number: 6057, hint: 'No stored license matches; acquire one first.' },
+  RENEWAL_FAILED: {
+    number: 6058,
+    hint: 'The license could not be renewed and its recovery window has ended; go online.',
+  },
+  CANNOT_PERSIST: {
+    number: 6059,
+    hint: 'The license does not allow offline storage (can_persist); acquire it as streaming.',
+  },
+  CANNOT_RENEW: { number: 6060, hint: 'The license does not allow renewal (can_renew).' },
+  ACQUIRE_ABORTED: { number: 6061, hint: 'The caller cancelled the request.' },
+  CLOCK_ROLLBACK: {
+    number: 6062,
+    hint: 'The wall clock went back; keywarden keeps using its trusted time. Fix the clock (NTP).',
+  },
+  CLOCK_UNTRUSTED: {
+    number: 6063,
+    hint: 'No trusted time yet; go online once so a signed server time anchors the clock.',
+  },
+  KEY_NOT_USABLE: {
+    number: 6064,
+    hint: 'The key is not usable right now; see the session key statuses.',
+  },
+  LICENSE_NOT_YET_VALID: {
+    number: 6065,
+    hint: 'The license starts later than the trusted time; check the server clock.',
+  },
+  SESSION_CLOSED: { number: 6066, hint: 'The session was closed; open a new one.' },
+  DOMAIN_RENEWAL_REQUIRED: {
+    number: 6067,
+    hint: 'The domain key changed; the agent renews its domain membership and retries.',
+  },
+
+  // 7500-7549: the device's persistent license store and agent configuration.
+  STORE_TAMPERED: {
+    number: 7500,
+    hint: 'A license file was edited or damaged; it is ignored. Acquire the license again.',
+  },
+  STORE_FOREIGN_DEVICE: {
+    number: 7501,
+    hint: 'The license store was made on another device; it cannot be used here.',
+  },
+  STORE_ROLLBACK: {
+    number: 7502,
+    hint: 'An older copy of the license store was restored; the rolled-back entries are refused.',
+  },
+  STORE_CORRUPT: {
+    number: 7503,
+    hint: 'The license store index is unreadable; it is rebuilt from the license files.',
+  },
+  STORE_LOCKED: {
+    number: 7504,
+    hint: 'Another keywarden process holds the license store; stop it first.',
+  },
+  STORE_TOO_LARGE: { number: 7505, hint: 'A license file exceeds the size limit.' },
+  CONFIG_INVALID: {
+    number: 7520,
+    hint: 'Fix the agent configuration file; see docs/configuration.md.',
+  },
+
   // 7400-7499: reference head-end.
   HEADEND_BAD_REQUEST: { number: 7400, hint: 'The request is not a valid protocol message.' },
   HEADEND_BODY_TOO_LARGE: { number: 7401, hint: 'The request body exceeds the size limit.' },
