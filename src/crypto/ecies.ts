@@ -30,6 +30,8 @@ import { isP256Key, P256 } from './ecdsa.js';
 export const ECIES_VERSION = 0x01;
 /** Uncompressed P-256 point length. */
 export const P256_POINT_BYTES = 65;
+/** DER length of a P-256 SubjectPublicKeyInfo with an uncompressed point. */
+const P256_SPKI_BYTES = 91;
 /** Smallest possible ECIES blob (empty plaintext). */
 export const ECIES_OVERHEAD = 1 + P256_POINT_BYTES + GCM_IV_BYTES + GCM_TAG_BYTES;
 const HKDF_INFO = Buffer.from('keywarden/v1 ecies', 'utf8');
@@ -40,15 +42,18 @@ export interface KeyAgreement {
   deriveSharedSecret(peer: KeyObject): Uint8Array;
 }
 
-/** Encodes a P-256 public key as an uncompressed point. */
+/**
+ * Encodes a P-256 public key as an uncompressed point: the last 65 bytes of its SPKI DER.
+ * Not via a JWK export: on Node 20, exporting a freshly generated EC key as JWK can
+ * deadlock the thread when a GC runs during the export (the key generation job's
+ * finalizer takes the key's mutex, which the JWK export holds).
+ */
 export function publicPoint(key: KeyObject): Uint8Array {
-  const jwk = key.export({ format: 'jwk' });
-  if (!jwk.x || !jwk.y) throw kwError('KEY_UNWRAP_FAILED', 'not an EC public key');
-  return Buffer.concat([
-    Uint8Array.of(4),
-    Buffer.from(jwk.x, 'base64url'),
-    Buffer.from(jwk.y, 'base64url'),
-  ]);
+  const spki = key.export({ format: 'der', type: 'spki' });
+  const point = spki.subarray(spki.length - P256_POINT_BYTES);
+  if (spki.length !== P256_SPKI_BYTES || point[0] !== 4)
+    throw kwError('KEY_UNWRAP_FAILED', 'not an uncompressed P-256 public key');
+  return new Uint8Array(point);
 }
 
 /** Decodes an uncompressed P-256 point; OpenSSL rejects points not on the curve. */
