@@ -17,7 +17,7 @@ const ALLOWED: Record<string, string[]> = {
   crypto: [...BASE],
   protocol: [...BASE, 'crypto'],
   media: [...BASE, 'native', 'protocol'],
-  store: [...BASE, 'crypto', 'protocol'],
+  store: [...BASE, 'crypto'],
   output: [...BASE, 'native', 'protocol'],
   fleet: [...BASE, 'crypto', 'protocol'],
   agent: [...BASE, 'store', 'media', 'output', 'fleet', 'protocol', 'crypto', 'native'],
