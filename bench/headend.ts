@@ -21,6 +21,8 @@ const KID = Buffer.alloc(16, 0x11);
 const DEVICES = 100;
 const WARMUP_MS = 2000;
 const MEASURE_MS = 8000;
+/** A request unanswered for this long counts as an error (a stuck worker cannot stall a phase). */
+const REQUEST_TIMEOUT_MS = 10_000;
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
 
@@ -37,7 +39,11 @@ function postRaw(url: URL, body: Uint8Array): Promise<{ status: number; body: Bu
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
+        res.on('error', reject);
       },
+    );
+    req.setTimeout(REQUEST_TIMEOUT_MS, () =>
+      req.destroy(new Error(`no answer in ${REQUEST_TIMEOUT_MS} ms`)),
     );
     req.on('error', reject);
     req.end(body);
@@ -181,14 +187,21 @@ async function pacedPhase(
 export async function runHeadend(): Promise<object> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'kw-bench-headend-'));
   const seed = await Headend.open({ dataDir: dir, settings: { provisioningLimit: 1_000_000 } });
-  seed.admin.addContentKey({ kid: KID, key: Buffer.alloc(16, 7) });
-  seed.close();
+  await seed.admin.addContentKey({ kid: KID, key: Buffer.alloc(16, 7) });
+  await seed.close();
   const workers = os.availableParallelism();
+  // Worker replacements (a crash, or a worker the watchdog found stuck) are part of the result.
+  const incidents: string[] = [];
   const cluster = await runHeadendCluster({
     dataDir: dir,
     workers,
     settings: { provisioningLimit: 1_000_000 },
     server: { port: 0 },
+    watchdogMs: 15_000,
+    log: (line) => {
+      incidents.push(line);
+      console.error(`bench: ${line}`);
+    },
   });
   try {
     const provUrl = new URL(`${cluster.url}/v1/provision`);
@@ -226,6 +239,7 @@ export async function runHeadend(): Promise<object> {
         target: { perSecond: 1000, p99Ms: 50 },
       },
       provisioning: { ...provisioning, concurrency: 50, target: { perSecond: 200 } },
+      incidents,
     };
   } finally {
     await cluster.close();

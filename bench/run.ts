@@ -16,6 +16,9 @@ const SUITES: Record<string, Record<string, () => Promise<Suite>>> = {
   headend: {
     load: async () => (await import('./headend.js')).runHeadend,
   },
+  agent: {
+    lifecycle: async () => (await import('./agent.js')).runAgent,
+  },
 };
 
 async function main(): Promise<void> {

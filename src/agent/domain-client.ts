@@ -20,6 +20,19 @@ export interface DomainMembership {
   readonly privateKey: KeyObject;
 }
 
+/**
+ * The controller's endpoint for `action`: the domain URL a 6041 answer or the config names
+ * is the join endpoint (`.../v1/domain/join`); leave and members are its siblings
+ * (docs/protocol.md "Endpoints").
+ */
+export function siblingUrl(joinUrl: string, action: 'leave' | 'members'): string {
+  const u = new URL(joinUrl);
+  u.pathname = /\/join\/?$/.test(u.pathname)
+    ? u.pathname.replace(/\/join\/?$/, `/${action}`)
+    : `${u.pathname.replace(/\/$/, '')}/${action}`;
+  return u.toString();
+}
+
 /** Joins and leaves domains at a domain controller (URL from a 6041 answer or config). */
 export class DomainClient {
   constructor(private readonly opts: ServiceClientOptions & { readonly domainUrl: string }) {}
@@ -52,7 +65,7 @@ export class DomainClient {
     );
     const verified = await signedExchange(
       this.opts,
-      this.opts.domainUrl,
+      siblingUrl(this.opts.domainUrl, 'leave'),
       MessageType.DOMAIN_LEAVE_REQUEST,
       payload,
       MessageType.DOMAIN_LEAVE_RESPONSE,

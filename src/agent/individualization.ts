@@ -96,6 +96,8 @@ const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
  */
 export class Individualizer extends EventEmitter<IndividualizerEvents> {
   private opened = false;
+  /** Why the vault open demands a new certificate (a hardware change), until provisioned. */
+  private openReason: Reason | undefined;
   private pending: Promise<DeviceCredentials> | undefined;
 
   constructor(private readonly opts: IndividualizerOptions) {
@@ -111,17 +113,39 @@ export class Individualizer extends EventEmitter<IndividualizerEvents> {
   /**
    * Reacts to a server refusing this device: CERTIFICATE_REFUSED / UNKNOWN_DEVICE, or an
    * HTTP 403 refusing the device chain (unknown device, expired certificate, other root),
-   * re-individualize with a new key; anything else (a version refusal: the device must
+   * re-individualize (with a new key only after a signed refusal); anything else (a version refusal: the device must
    * update first; a revocation) is rethrown.
    */
   async handleRefusal(err: KeywardenError, signal?: AbortSignal): Promise<DeviceCredentials> {
     if (!curedByNewCertificate(err)) throw err;
-    await this.opts.vault.resetDeviceKey();
+    // An unsigned HTTP refusal could come from anyone on the path: it earns a new
+    // certificate for the same key, never the loss of the key. Only a signed refusal from
+    // the authority (CERTIFICATE_REFUSED) makes the device start over with a new key pair.
+    if (!httpRefusalCode(err)) await this.opts.vault.resetDeviceKey();
     return this.individualize(Reason.PROVISIONING_REASON_CERTIFICATE_REFUSED, signal);
   }
 
+  /**
+   * Opens the vault and makes sure a device key exists, without any network: what the
+   * agent needs at start-up to open its device-bound stores. A significant hardware change
+   * is detected here (event + 6013) and provisioning follows on the first need.
+   */
+  async prepare(): Promise<void> {
+    this.openReason ??= await this.openVault();
+    await this.opts.vault.getOrCreateDeviceKey();
+  }
+
+  /** The credentials when the device holds a current certificate, without any network. */
+  async credentialsIfIndividualized(): Promise<DeviceCredentials | undefined> {
+    this.openReason ??= await this.openVault();
+    const cert = this.opts.vault.loadCertificate();
+    if (this.openReason !== undefined || !cert || cert.agentVersion !== this.opts.agentVersion)
+      return undefined;
+    return this.credentials(cert);
+  }
+
   private async ensure(signal?: AbortSignal): Promise<DeviceCredentials> {
-    const reason = await this.openVault();
+    const reason = (this.openReason ??= await this.openVault());
     const cert = this.opts.vault.loadCertificate();
     if (reason === undefined && cert && cert.agentVersion === this.opts.agentVersion)
       return this.credentials(cert);
@@ -164,6 +188,7 @@ export class Individualizer extends EventEmitter<IndividualizerEvents> {
       try {
         const cert = await this.provisionOnce(reason, signal);
         await this.opts.vault.storeCertificate(cert);
+        this.openReason = undefined;
         this.emit('individualized', { deviceId: cert.deviceId, reason: Reason[reason] });
         return this.credentials(cert);
       } catch (err) {

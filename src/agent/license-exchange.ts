@@ -1,5 +1,6 @@
 import { decodeMessage, encodeMessage } from '../protocol/codec.js';
-import { MessageType } from '../protocol/envelope.js';
+import type { X509Certificate } from 'node:crypto';
+import { MessageType, verifyMessage } from '../protocol/envelope.js';
 import { keywarden } from '../protocol/generated/proto.js';
 import { kwError } from '../errors/index.js';
 import { unwrapLicense, type UnwrapKeys } from './license-keys.js';
@@ -24,6 +25,31 @@ export interface AcquiredLicense {
   readonly keys: Map<string, Uint8Array>;
   /** A root license's root key (32 bytes). */
   readonly rootKey: Uint8Array | undefined;
+  /** The signed LicenseResponse as received: what the store keeps and re-verifies. */
+  readonly signed: Uint8Array;
+}
+
+/**
+ * Re-verifies a stored, signed LicenseResponse (see {@link AcquiredLicense.signed}): the
+ * signature and the chain to the operator root as of signing time (a license outlives the
+ * freshness window and may outlive the server certificate). Returns the License; a license
+ * signed by any other key is SIGNATURE_INVALID / CERT_UNTRUSTED_ROOT.
+ */
+export function verifyStoredLicense(
+  signed: Uint8Array,
+  trustedRoot: Uint8Array | X509Certificate,
+): keywarden.v1.License {
+  const envelope = decodeMessage(v1.SignedMessage, signed, 'SignedMessage');
+  const body = decodeMessage(v1.SignedBody, envelope.body, 'SignedBody');
+  const verified = verifyMessage(signed, MessageType.LICENSE_RESPONSE, {
+    trustedRoot,
+    nowMs: Number(body.timestampMs),
+    maxSkewMs: 0,
+  });
+  const res = decodeMessage(v1.LicenseResponse, verified.payload, 'LicenseResponse');
+  if (!res.license)
+    throw kwError('LICENSE_PROCESSING_FAILED', 'the stored answer holds no license');
+  return res.license as keywarden.v1.License;
 }
 
 /**
@@ -57,7 +83,10 @@ export class LicenseExchange {
 
   /** RELEASE of `licenseId`; resolves when the server confirmed. */
   async release(licenseId: string, signal?: AbortSignal): Promise<void> {
-    const res = await this.send({ licenseId, type: v1.LicenseRequest.RequestType.RELEASE }, signal);
+    const { res } = await this.send(
+      { licenseId, type: v1.LicenseRequest.RequestType.RELEASE },
+      signal,
+    );
     if (res.released?.licenseId !== licenseId)
       throw kwError('PROTOCOL_ERROR', 'the release was not confirmed');
   }
@@ -66,7 +95,7 @@ export class LicenseExchange {
     request: keywarden.v1.ILicenseRequest,
     signal?: AbortSignal,
   ): Promise<AcquiredLicense> {
-    const res = await this.send(request, signal);
+    const { res, raw } = await this.send(request, signal);
     if (!res.license) throw kwError('PROTOCOL_ERROR', 'the license response holds no license');
     const license = v1.License.fromObject(v1.License.toObject(res.license as keywarden.v1.License));
     const { keys, rootKey } = unwrapLicense(license, {
@@ -75,13 +104,13 @@ export class LicenseExchange {
       domainKeys: this.opts.domainKeys,
       rootKeys: this.opts.rootKeys,
     });
-    return { license, keys, rootKey };
+    return { license, keys, rootKey, signed: raw };
   }
 
   private async send(
     request: keywarden.v1.ILicenseRequest,
     signal?: AbortSignal,
-  ): Promise<keywarden.v1.LicenseResponse> {
+  ): Promise<{ res: keywarden.v1.LicenseResponse; raw: Uint8Array }> {
     const payload = encodeMessage(v1.LicenseRequest, v1.LicenseRequest.create(request));
     const verified = await signedExchange(
       this.opts,
@@ -93,6 +122,6 @@ export class LicenseExchange {
     );
     const res = decodeMessage(v1.LicenseResponse, verified.payload, 'LicenseResponse');
     if (res.error) throw errorFromWire(res.error, 'LICENSE_ACQUISITION_FAILED', 'license refused');
-    return res;
+    return { res, raw: verified.raw };
   }
 }

@@ -12,8 +12,8 @@ export interface ProtocolTransport {
 export interface HttpTransportOptions {
   /** Per-request timeout, ms (default 15 s). */
   readonly timeoutMs?: number;
-  /** Request filter: extra headers (auth tokens) per request. */
-  readonly headers?: (url: string) => Record<string, string>;
+  /** Request filter: extra headers (auth tokens) per request; may be async (token refresh). */
+  readonly headers?: (url: string) => Record<string, string> | Promise<Record<string, string>>;
   /** Largest answer accepted, bytes (default 1 MiB). */
   readonly maxResponseBytes?: number;
 }
@@ -61,9 +61,10 @@ export function httpTransport(opts: HttpTransportOptions = {}): ProtocolTranspor
       const timeout = AbortSignal.timeout(timeoutMs);
       let res: Response;
       try {
+        const extra = await opts.headers?.(url);
         res = await fetch(url, {
           method: 'POST',
-          headers: { 'content-type': 'application/x-protobuf', ...opts.headers?.(url) },
+          headers: { ...extra, 'content-type': 'application/x-protobuf' },
           body,
           signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
         });

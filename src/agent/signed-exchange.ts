@@ -24,6 +24,11 @@ export interface ServiceClientOptions {
   readonly replayGuard?: NonceRegistry;
 }
 
+/** A verified answer and the bytes it came in (kept, e.g., to store a license as signed). */
+export interface SignedAnswer extends VerifiedMessage {
+  readonly raw: Uint8Array;
+}
+
 /**
  * One signed round trip: sign `payload` as `type` with the device key, POST it, verify the
  * answer as `responseType` against the operator root and bound to our request nonce.
@@ -35,7 +40,7 @@ export async function signedExchange(
   payload: Uint8Array,
   responseType: MessageType,
   signal?: AbortSignal,
-): Promise<VerifiedMessage> {
+): Promise<SignedAnswer> {
   const now = (): number => opts.now?.() ?? Date.now();
   const nonce = randomBytes(NONCE_BYTES);
   const body = await signMessageWith(type, payload, opts.credentials.signer, {
@@ -43,10 +48,11 @@ export async function signedExchange(
     nowMs: now(),
   });
   const answer = await (opts.transport ?? httpTransport()).post(url, body, signal);
-  return verifyMessage(answer, responseType, {
+  const verified = verifyMessage(answer, responseType, {
     trustedRoot: opts.trustedRoot,
     nowMs: now(),
     expectedInReplyTo: nonce,
     replayGuard: opts.replayGuard,
   });
+  return { ...verified, raw: answer };
 }

@@ -23,6 +23,10 @@ export const ERRORS = {
     hint: 'Individualization kept failing; check the provisioning service, then retry later.',
   },
   PROTOCOL_ERROR: { number: 6010, hint: 'The peer sent a message that breaks the protocol.' },
+  LICENSE_URL_OVERRIDE_REQUIRED: {
+    number: 6011,
+    hint: 'The content names no license server: set licenseServerUrl in the config or pass serverUrl.',
+  },
   HARDWARE_CHANGED: {
     number: 6013,
     hint: 'The hardware identity changed; the device individualizes again.',

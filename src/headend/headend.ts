@@ -1,4 +1,5 @@
 import { mkdir } from 'node:fs/promises';
+import { applyFlags, flagsOfSettings } from './flags.js';
 import { loadMasterKey, type MasterKeySource } from './master-key.js';
 import { OperatorPki } from './pki/operator-pki.js';
 import { KeySealer } from './sealing.js';
@@ -11,7 +12,11 @@ import type { HeadendRepository } from './store/repository.js';
 export interface HeadendOptions {
   /** The data dir: database, master key file. Created if missing. */
   readonly dataDir: string;
-  /** Business settings; defaults from {@link DEFAULT_SETTINGS}. */
+  /**
+   * Business settings; defaults from {@link DEFAULT_SETTINGS}. The server flags among them
+   * (`minAgentVersion`, `provisioningLimit`: see SERVER_FLAGS) are written to the database
+   * when given, and from then on read from it.
+   */
   readonly settings?: Partial<HeadendSettings>;
   /** Environment (the master key may come from it); default process.env. */
   readonly env?: NodeJS.ProcessEnv;
@@ -28,6 +33,7 @@ export class HeadendContext {
     readonly store: HeadendRepository,
     readonly sealer: KeySealer,
     readonly pki: OperatorPki,
+    /** The settings this process was opened with; server flags: see {@link currentSettings}. */
     readonly settings: HeadendSettings,
     readonly clock: () => number,
     readonly masterKeySource: MasterKeySource,
@@ -43,18 +49,30 @@ export class HeadendContext {
     const store = await openSqliteStore(opts.dataDir);
     const clock = opts.clock ?? Date.now;
     try {
+      const explicit = opts.settings ?? {};
+      const flags = flagsOfSettings(explicit);
       const pki = await OperatorPki.open(store, sealer, clock());
-      const settings = { ...DEFAULT_SETTINGS, ...opts.settings };
+      for (const [name, value] of flags) await store.setFlag(name, value, clock());
+      const settings = { ...DEFAULT_SETTINGS, ...explicit };
       const nonces = new StoredNonceRegistry(store, 2 * settings.maxSkewMs);
       return new HeadendContext(store, sealer, pki, settings, clock, master.source, nonces);
     } catch (err) {
-      store.close();
+      await store.close();
       throw err;
     }
   }
 
+  /**
+   * The settings in force now: this process's settings with the server flags stored in the
+   * database over them, so that every worker applies a flag changed by `headend flags set`
+   * on its next request.
+   */
+  async currentSettings(): Promise<HeadendSettings> {
+    return applyFlags(this.settings, await this.store.getFlags());
+  }
+
   /** Closes the database. */
-  close(): void {
-    this.store.close();
+  close(): Promise<void> {
+    return this.store.close();
   }
 }

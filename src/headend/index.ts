@@ -33,8 +33,9 @@ export class Headend {
     return this.ctx.pki.rootDer;
   }
 
-  close(): void {
-    this.ctx.close();
+  /** Closes the database; requests still running then fail with STORE_FAILED (503). */
+  close(): Promise<void> {
+    return this.ctx.close();
   }
 }
 
@@ -43,11 +44,13 @@ export {
   type ContentKeyInput,
   type DeviceSummary,
   type DomainSummary,
+  type FlagSummary,
 } from './admin.js';
+export { FLAG_NAMES, SERVER_FLAGS } from './flags.js';
 export type { HeadendOptions } from './headend.js';
 export { DEFAULT_SETTINGS, type HeadendSettings } from './settings.js';
 export { parseDuration, formatDuration } from './policy/durations.js';
 export { POLICY_SETTERS } from './policy/policy-args.js';
 export type { PolicySpec } from './policy/policy-spec.js';
 export { startHeadendServer, type HeadendServer, type ServerOptions } from './http/server.js';
-export { runHeadendCluster, type ClusterOptions } from './http/cluster.js';
+export { runHeadendCluster, type ClusterOptions, type HeadendCluster } from './http/cluster.js';

@@ -69,7 +69,11 @@ export interface PsshSummary {
   readonly kids: readonly string[];
   readonly dataSize: number;
   /** keywarden's own pssh data, decoded. */
-  readonly keywarden?: Omit<PsshData, 'keyIds'> & { readonly keyIds: readonly string[] };
+  readonly keywarden?: Omit<PsshData, 'keyIds' | 'embeddedLicense'> & {
+    readonly keyIds: readonly string[];
+    /** Size of the embedded leaf license (live streams), bytes; 0 when none. */
+    readonly embeddedLicenseBytes: number;
+  };
   /** Why the data could not be decoded. */
   readonly dataError?: string;
   /** Where it was: 'moov' or 'moof #n'. */
@@ -172,8 +176,15 @@ export function summarizePssh(p: FoundProtectionSystemHeader, location: string):
   };
   if (systemId !== SYSTEM_IDS.keywarden) return base;
   try {
-    const d = decodePsshData(p.data);
-    return { ...base, keywarden: { ...d, keyIds: d.keyIds.map(toUuid) } };
+    const { embeddedLicense, ...d } = decodePsshData(p.data);
+    return {
+      ...base,
+      keywarden: {
+        ...d,
+        keyIds: d.keyIds.map(toUuid),
+        embeddedLicenseBytes: embeddedLicense.length,
+      },
+    };
   } catch (err) {
     if (!isKeywardenError(err)) throw err;
     return { ...base, dataError: err.message };

@@ -8,6 +8,12 @@ export interface PsshData {
   licenseUrl: string;
   policyHint: string;
   protectionScheme: string;
+  /**
+   * Live streams: an embedded leaf license (a serialized SignedMessage of type
+   * EMBEDDED_LICENSE); empty when the pssh carries none. Opened on the device by
+   * `openEmbeddedLicense` (src/agent/embedded-license.ts).
+   */
+  embeddedLicense: Uint8Array;
 }
 
 /** Encodes keywarden pssh data. */
@@ -18,6 +24,9 @@ export function encodePsshData(data: Partial<PsshData>): Uint8Array {
     licenseUrl: data.licenseUrl ?? '',
     policyHint: data.policyHint ?? '',
     protectionScheme: data.protectionScheme ?? '',
+    // Only live streams carry one; leaving the field out keeps other pssh data as it was.
+    ...(data.embeddedLicense &&
+      data.embeddedLicense.length > 0 && { embeddedLicense: data.embeddedLicense }),
   }).finish();
 }
 
@@ -43,5 +52,6 @@ export function decodePsshData(bytes: Uint8Array): PsshData {
     licenseUrl: msg.licenseUrl,
     policyHint: msg.policyHint,
     protectionScheme: msg.protectionScheme,
+    embeddedLicense: Uint8Array.from(msg.embeddedLicense),
   };
 }

@@ -248,7 +248,7 @@ export async function runProtocolCampaign(
     }
   } finally {
     await server?.close();
-    fixture.close();
+    await fixture.close();
   }
   return {
     inputs: opts.count,

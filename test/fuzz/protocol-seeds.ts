@@ -1,7 +1,9 @@
 /**
  * Valid signed protocol messages for the protocol fuzz campaign, produced in-process by a
  * real head-end over a temp data dir: a provisioning request and response, a license
- * request and response, and a domain join request. Each seed knows how to re-sign a
+ * request and response, and domain join, leave and members requests (the seed device is a
+ * member of the fuzz account's domain, so leave and members requests get past the
+ * membership check). Each seed knows how to re-sign a
  * mutated payload or body, and which code path (head-end handler or device parser) takes it.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -51,7 +53,7 @@ export interface ProtocolFixture {
   readonly nowMs: number;
   readonly seeds: readonly ProtocolSeed[];
   /** Closes the head-end and removes its data dir. */
-  close(): void;
+  close(): Promise<void>;
 }
 
 interface Device {
@@ -104,11 +106,51 @@ function payloadOf(envelope: Uint8Array): Uint8Array {
   return v1.SignedBody.decode(outer.body).payload;
 }
 
-function setUp(h: Headend): void {
+const FUZZ_ACCOUNT = 'fuzz-account';
+
+async function setUp(h: Headend): Promise<void> {
   const a = h.admin;
-  a.setPolicy('fuzz', { 'license-duration': '24h', 'can-persist': 'true', 'can-renew': 'true' });
-  a.addContentKey({ kid: Buffer.alloc(16, 0xf1), key: Buffer.alloc(16, 0x1f), policy: 'fuzz' });
-  a.createDomain('fuzz-account', { maxDevices: 1_000_000 });
+  await a.setPolicy('fuzz', {
+    'license-duration': '24h',
+    'can-persist': 'true',
+    'can-renew': 'true',
+  });
+  await a.addContentKey({
+    kid: Buffer.alloc(16, 0xf1),
+    key: Buffer.alloc(16, 0x1f),
+    policy: 'fuzz',
+  });
+  await a.createDomain(FUZZ_ACCOUNT, { maxDevices: 1_000_000 });
+}
+
+/** Signs a domain request of the seed device. */
+function domainRequest<T>(
+  type: MessageType,
+  cls: { create(p: object): T; encode(m: T): { finish(): Uint8Array } },
+  fields: object,
+  d: Device,
+  nowMs: number,
+): Uint8Array {
+  return signMessage(type, cls.encode(cls.create(fields)).finish(), d.signer, { nowMs });
+}
+
+/** Makes the seed device a member of the fuzz domain (its own request, its own nonce). */
+async function joinDomain(h: Headend, d: Device, nowMs: number): Promise<void> {
+  const answer = await h.domains.join(
+    domainRequest(
+      MessageType.DOMAIN_JOIN_REQUEST,
+      v1.DomainJoinRequest,
+      { accountId: FUZZ_ACCOUNT, friendlyName: 'fuzz box' },
+      d,
+      nowMs,
+    ),
+  );
+  const v = verifyMessage(answer, MessageType.DOMAIN_JOIN_RESPONSE, {
+    trustedRoot: h.rootCertificate,
+    nowMs,
+  });
+  if (!decodeMessage(v1.DomainJoinResponse, v.payload, 'fuzz').grant)
+    throw new Error('fuzz: the seed device did not join the domain');
 }
 
 function requestSeeds(h: Headend, p: Provisioned, nowMs: number): ProtocolSeed[] {
@@ -127,14 +169,26 @@ function requestSeeds(h: Headend, p: Provisioned, nowMs: number): ProtocolSeed[]
     d.signer,
     { nowMs },
   );
-  const join = signMessage(
+  const join = domainRequest(
     MessageType.DOMAIN_JOIN_REQUEST,
-    encodeMessage(
-      v1.DomainJoinRequest,
-      v1.DomainJoinRequest.create({ accountId: 'fuzz-account', friendlyName: 'fuzz box' }),
-    ),
-    d.signer,
-    { nowMs },
+    v1.DomainJoinRequest,
+    { accountId: FUZZ_ACCOUNT, friendlyName: 'fuzz box' },
+    d,
+    nowMs,
+  );
+  const leave = domainRequest(
+    MessageType.DOMAIN_LEAVE_REQUEST,
+    v1.DomainLeaveRequest,
+    { accountId: FUZZ_ACCOUNT },
+    d,
+    nowMs,
+  );
+  const members = domainRequest(
+    MessageType.DOMAIN_MEMBERS_REQUEST,
+    v1.DomainMembersRequest,
+    { accountId: FUZZ_ACCOUNT },
+    d,
+    nowMs,
   );
   return [
     {
@@ -155,7 +209,7 @@ function requestSeeds(h: Headend, p: Provisioned, nowMs: number): ProtocolSeed[]
       payload: payloadOf(license),
       signer: d.signer,
       endpoint: '/v1/license',
-      consume: (b) => void h.licenses.handle(b),
+      consume: async (b) => void (await h.licenses.handle(b)),
     },
     {
       name: 'domain-join-request',
@@ -165,22 +219,42 @@ function requestSeeds(h: Headend, p: Provisioned, nowMs: number): ProtocolSeed[]
       payload: payloadOf(join),
       signer: d.signer,
       endpoint: '/v1/domain/join',
-      consume: (b) => void h.domains.join(b),
+      consume: async (b) => void (await h.domains.join(b)),
+    },
+    {
+      name: 'domain-leave-request',
+      fields: fieldCodec(v1.DomainLeaveRequest),
+      type: MessageType.DOMAIN_LEAVE_REQUEST,
+      envelope: leave,
+      payload: payloadOf(leave),
+      signer: d.signer,
+      endpoint: '/v1/domain/leave',
+      consume: async (b) => void (await h.domains.leave(b)),
+    },
+    {
+      name: 'domain-members-request',
+      fields: fieldCodec(v1.DomainMembersRequest),
+      type: MessageType.DOMAIN_MEMBERS_REQUEST,
+      envelope: members,
+      payload: payloadOf(members),
+      signer: d.signer,
+      endpoint: '/v1/domain/members',
+      consume: async (b) => void (await h.domains.members(b)),
     },
   ];
 }
 
 /** The device's parsers: the signed answer, then what the agent does with it. */
-function responseSeeds(
+async function responseSeeds(
   h: Headend,
   p: Provisioned,
   license: Uint8Array,
   nowMs: number,
-): ProtocolSeed[] {
+): Promise<ProtocolSeed[]> {
   const root = h.rootCertificate;
   const rootCert = parseCertificate(root);
   const d = p.device;
-  const licenseAnswer = h.licenses.handle(license);
+  const licenseAnswer = await h.licenses.handle(license);
   return [
     {
       name: 'license-response',
@@ -230,17 +304,18 @@ export async function protocolFixture(): Promise<ProtocolFixture> {
     settings: { provisioningLimit: Number.MAX_SAFE_INTEGER },
     clock: () => nowMs,
   });
-  setUp(headend);
+  await setUp(headend);
   const provisioned = await provisionDevice(headend, nowMs);
+  await joinDomain(headend, provisioned.device, nowMs);
   const requests = requestSeeds(headend, provisioned, nowMs);
   const license = requestSeeds(headend, provisioned, nowMs)[1]!.envelope;
-  const seeds = [...requests, ...responseSeeds(headend, provisioned, license, nowMs)];
+  const seeds = [...requests, ...(await responseSeeds(headend, provisioned, license, nowMs))];
   return {
     headend,
     nowMs,
     seeds,
-    close: () => {
-      headend.close();
+    close: async () => {
+      await headend.close();
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -19,7 +19,9 @@ export const UNTRUSTED_DECODERS = [
   ['DomainJoinResponse', v1.DomainJoinResponse],
   ['DomainLeaveRequest', v1.DomainLeaveRequest],
   ['DomainLeaveResponse', v1.DomainLeaveResponse],
+  ['DomainMembersRequest', v1.DomainMembersRequest],
   ['DomainMembersResponse', v1.DomainMembersResponse],
+  ['License', v1.License],
   ['ErrorReply', v1.ErrorReply],
   ['PsshData', v1.PsshData],
 ] as unknown as readonly [string, MessageClass<unknown>][];

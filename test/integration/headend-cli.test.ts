@@ -1,8 +1,8 @@
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, describe, expect, it, vi } from 'vitest';
-import { main } from '../../src/cli/main.js';
+import { afterAll, describe, expect, it } from 'vitest';
+import { runCli } from '../helpers/media/cli-run.js';
 import { removeDir } from './headend-helpers.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'kw-cli-'));
@@ -10,17 +10,8 @@ afterAll(() => removeDir(dir));
 
 /** Runs the CLI and captures stdout/stderr. */
 async function run(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const o = vi.spyOn(process.stdout, 'write').mockImplementation((s) => ((out += String(s)), true));
-  const e = vi.spyOn(process.stderr, 'write').mockImplementation((s) => ((err += String(s)), true));
-  try {
-    const code = await main(['node', 'keywarden', ...args]);
-    return { code, out, err };
-  } finally {
-    o.mockRestore();
-    e.mockRestore();
-  }
+  const r = await runCli(args);
+  return { code: r.code, out: r.stdout, err: r.stderr };
 }
 
 const KID = '00112233445566778899aabbccddeeff';
@@ -128,6 +119,47 @@ describe('keywarden headend admin commands', () => {
     const revoke = await run('headend', 'device', 'revoke', 'nobody', '--data', dir);
     expect(revoke.code).toBe(1);
     expect(revoke.err).toContain('UNKNOWN_DEVICE');
+  });
+
+  it('stores server flags in the data dir, checked, and lists where each comes from', async () => {
+    const set = await run(
+      'headend',
+      'flags',
+      'set',
+      'provision-limit',
+      '3',
+      '--data',
+      dir,
+      '--json',
+    );
+    expect(set.code).toBe(0);
+    expect(JSON.parse(set.out)).toMatchObject({
+      name: 'provision-limit',
+      value: '3',
+      source: 'database',
+    });
+    const list = await run('headend', 'flags', 'list', '--data', dir, '--json');
+    expect(JSON.parse(list.out)).toEqual([
+      expect.objectContaining({ name: 'min-agent-version', value: '0.1.0', source: 'default' }),
+      expect.objectContaining({ name: 'provision-limit', value: '3', source: 'database' }),
+    ]);
+    expect((await run('headend', 'flags', 'list', '--data', dir)).out).toContain(
+      'provision-limit = 3',
+    );
+    const bad = await run('headend', 'flags', 'set', 'min-agent-version', 'soon', '--data', dir);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toContain('CLI_USAGE');
+    expect((await run('headend', 'flags', 'set', 'nope', '1', '--data', dir)).code).toBe(2);
+    const unset = await run(
+      'headend',
+      'flags',
+      'unset',
+      'provision-limit',
+      '--data',
+      dir,
+      '--json',
+    );
+    expect(JSON.parse(unset.out)).toMatchObject({ value: '10', source: 'default' });
   });
 
   it('requires --data for the server', async () => {

@@ -63,27 +63,31 @@ beforeAll(async () => {
   he = await startTestHeadend();
   work = mkdtempSync(path.join(os.tmpdir(), 'kw-e2e-'));
   const a = he.headend.admin;
-  a.setPolicy('streaming', { 'license-duration': '24h', 'can-persist': 'false' });
-  a.setPolicy('persistent', {
+  await a.setPolicy('streaming', { 'license-duration': '24h', 'can-persist': 'false' });
+  await a.setPolicy('persistent', {
     'license-duration': '30d',
     'can-persist': 'true',
     'renewal-delay': '7d',
   });
-  a.setPolicy('rental', {
+  await a.setPolicy('rental', {
     'rental-duration': '48h',
     'playback-duration': '24h',
     'can-persist': 'true',
     'can-renew': 'false',
   });
-  a.setPolicy('sub-root', { 'license-duration': '30d', 'can-renew': 'true' });
-  a.setPolicy('leaf', { chain: 'leaf', roots: 'sub-basic,sub-premium', 'license-duration': '0' });
-  a.setPolicy('household', { 'domain-bound': 'true', 'can-persist': 'true' });
-  a.setPolicy('billing', {
+  await a.setPolicy('sub-root', { 'license-duration': '30d', 'can-renew': 'true' });
+  await a.setPolicy('leaf', {
+    chain: 'leaf',
+    roots: 'sub-basic,sub-premium',
+    'license-duration': '0',
+  });
+  await a.setPolicy('household', { 'domain-bound': 'true', 'can-persist': 'true' });
+  await a.setPolicy('billing', {
     'service-error': 'account suspended',
     'service-custom-data': 'you need to pay your bill',
   });
-  a.addRoot('sub-basic', 'sub-root');
-  a.addRoot('sub-premium', 'sub-root');
+  await a.addRoot('sub-basic', 'sub-root');
+  await a.addRoot('sub-premium', 'sub-root');
   for (const [n, policy] of [
     [1, 'streaming'],
     [2, 'persistent'],
@@ -92,13 +96,13 @@ beforeAll(async () => {
     [5, 'household'],
     [6, 'billing'],
   ] as const)
-    a.addContentKey({
+    await a.addContentKey({
       kid: kid(n),
       key: Buffer.alloc(16, n * 17),
       policy,
       contentId: `title-${n}`,
     });
-  a.createDomain('acme-42', { maxDevices: 2 });
+  await a.createDomain('acme-42', { maxDevices: 2 });
 });
 
 afterAll(async () => {

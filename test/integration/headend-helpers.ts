@@ -33,10 +33,11 @@ export async function startTestHeadend(
   settings: Partial<HeadendSettings> = {},
   dir = mkdtempSync(path.join(os.tmpdir(), 'kw-headend-')),
   clock?: () => number,
+  port = 0,
 ): Promise<TestHeadend> {
   const env = { KEYWARDEN_MASTER_KEY: '' };
   const headend = await Headend.open({ dataDir: dir, settings, env, ...(clock && { clock }) });
-  const server = await startHeadendServer(headend, { port: 0, bodyTimeoutMs: 1500 });
+  const server = await startHeadendServer(headend, { port, bodyTimeoutMs: 1500 });
   return {
     dir,
     headend,
@@ -45,9 +46,22 @@ export async function startTestHeadend(
     root: headend.rootCertificate,
     stop: async () => {
       await server.close();
-      headend.close();
+      await headend.close();
     },
   };
+}
+
+/** A TCP port free on loopback right now (for a server whose URL must be known up front). */
+export async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
 }
 
 /** Removes a temp data dir. */

@@ -1,8 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spkiOf } from '../../src/crypto/ecdsa.js';
 import { eciesUnwrap } from '../../src/crypto/ecies.js';
 import { ERRORS } from '../../src/errors/index.js';
 import { keywarden } from '../../src/protocol/generated/proto.js';
 import { contentKeyContext } from '../../src/protocol/key-wrap.js';
+import { importSpki, issueCertificate } from '../../src/headend/pki/x509-issuer.js';
+import type { ReleaseOutcome } from '../../src/headend/services/license-service.js';
 import {
   errorReply,
   licenseResponse,
@@ -42,7 +45,7 @@ beforeAll(async () => {
     () => now,
   );
   other = await startTestHeadend();
-  he.headend.admin.addContentKey({ kid: KID, key: Buffer.alloc(16, 1) });
+  await he.headend.admin.addContentKey({ kid: KID, key: Buffer.alloc(16, 1) });
 });
 
 afterAll(async () => {
@@ -91,7 +94,7 @@ describe('head-end refusals, each a coded error', () => {
 
   it('refuses a revoked device, for licenses and for re-provisioning', async () => {
     const d = await device();
-    he.headend.admin.revokeDevice(d.deviceId, 'cloned');
+    await he.headend.admin.revokeDevice(d.deviceId, 'cloned');
     expect(await license(d, d.licenseRequest({ keyIds: [KID] }))).toMatchObject({
       status: 403,
       code: ERRORS.DEVICE_REVOKED.number,
@@ -140,5 +143,63 @@ describe('head-end refusals, each a coded error', () => {
     expect(renew.code).toBe(ERRORS.LICENSE_WRONG_DEVICE.number);
     const posing = await license(b, b.licenseRequest({ keyIds: [KID] }, a.chain));
     expect(posing).toMatchObject({ status: 403, code: ERRORS.SIGNATURE_INVALID.number });
+  });
+
+  it('releases a license once: a repeat is confirmed again and reported; no renewal after', async () => {
+    const d = await device();
+    const seen: [string, ReleaseOutcome][] = [];
+    he.headend.licenses.onRelease = (id, _device, outcome) => seen.push([id, outcome]);
+    try {
+      const issued = (await license(d, d.licenseRequest({ keyIds: [KID] }))).res?.license;
+      const id = issued?.id ?? '';
+      const release = () =>
+        license(
+          d,
+          d.licenseRequest({ type: v1.LicenseRequest.RequestType.RELEASE, licenseId: id }),
+        );
+      const first = await release();
+      const second = await release();
+      for (const r of [first, second])
+        expect(r).toMatchObject({ status: 200, code: 0, res: { released: { licenseId: id } } });
+      expect(seen).toEqual([
+        [id, 'released'],
+        [id, 'already-released'],
+      ]);
+      const row = await he.headend.ctx.store.getLicense(id, d.deviceId);
+      expect(row).toMatchObject({ status: 'released' });
+      const renew = await license(
+        d,
+        d.licenseRequest({ type: v1.LicenseRequest.RequestType.RENEWAL, licenseId: id }),
+      );
+      expect(renew).toMatchObject({ status: 200, code: ERRORS.LICENSE_RELEASED.number });
+      // Releasing another device's license is refused, not confirmed.
+      const other = await device();
+      const foreign = await license(
+        other,
+        other.licenseRequest({ type: v1.LicenseRequest.RequestType.RELEASE, licenseId: id }),
+      );
+      expect(foreign.code).toBe(ERRORS.LICENSE_WRONG_DEVICE.number);
+    } finally {
+      delete he.headend.licenses.onRelease;
+    }
+  });
+
+  it('refuses a device certificate whose extensions do not fit a device (403, 7301)', async () => {
+    const d = await device();
+    const ca = he.headend.ctx.pki.identity('provisioning');
+    // Our own provisioning CA, but a CA profile for the device key: not a device certificate.
+    const asCa = await issueCertificate({
+      subject: `CN=${d.deviceId},O=keywarden devices`,
+      publicKey: await importSpki(spkiOf(d.key.publicKey)),
+      profile: 'intermediate-ca',
+      notBefore: new Date(now - 3600_000),
+      notAfter: new Date(now + 3600_000),
+      issuerCert: ca.certDer,
+      issuerKey: ca.key,
+    });
+    const r = await license(d, d.licenseRequest({ keyIds: [KID] }, [asCa, ca.certDer]));
+    expect(r).toMatchObject({ status: 403, code: ERRORS.CERT_CHAIN_INVALID.number });
+    // The certificate it was provisioned with still works.
+    expect((await license(d, d.licenseRequest({ keyIds: [KID] }))).status).toBe(200);
   });
 });

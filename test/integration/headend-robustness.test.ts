@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ERRORS } from '../../src/errors/index.js';
+import { startHeadendServer } from '../../src/headend/index.js';
 import {
   errorReply,
   licenseResponse,
@@ -31,9 +32,9 @@ async function stillServes(): Promise<void> {
 }
 
 /** Sends raw bytes on a socket and returns the whole answer text. */
-function raw(request: string | Buffer, waitMs = 4000): Promise<string> {
+function raw(request: string | Buffer, waitMs = 4000, port = he.server.port): Promise<string> {
   return new Promise((resolve, reject) => {
-    const sock = net.connect(he.server.port, '127.0.0.1', () => sock.write(request));
+    const sock = net.connect(port, '127.0.0.1', () => sock.write(request));
     let out = '';
     sock.on('data', (d) => (out += d.toString('latin1')));
     sock.on('close', () => resolve(out));
@@ -44,7 +45,7 @@ function raw(request: string | Buffer, waitMs = 4000): Promise<string> {
 
 beforeAll(async () => {
   he = await startTestHeadend();
-  he.headend.admin.addContentKey({ kid: KID, key: Buffer.alloc(16, 9) });
+  await he.headend.admin.addContentKey({ kid: KID, key: Buffer.alloc(16, 9) });
   dev = new TestDevice(he.url, he.root);
   await dev.provision();
 });
@@ -113,6 +114,44 @@ describe('transport limits', () => {
     const answer = await raw(`${head}abc`);
     expect(answer).toMatch(/^HTTP\/1\.1 408/);
     expect(answer).toContain(`X-Keywarden-Error: ${ERRORS.HEADEND_TIMEOUT.number}`);
+    await stillServes();
+  });
+
+  it('answers a client too slow to send its headers with 408 and a coded body', async () => {
+    const logged: string[] = [];
+    const quick = await startHeadendServer(he.headend, {
+      port: 0,
+      headersTimeoutMs: 600,
+      onError: (status, code) => logged.push(`${status} ${code}`),
+    });
+    try {
+      const started = Date.now();
+      const answer = await raw(`POST /v1/license HTTP/1.1\r\nHost: x\r\n`, 5000, quick.port);
+      expect(Date.now() - started).toBeLessThan(3000);
+      expect(answer).toMatch(/^HTTP\/1\.1 408 Request Timeout\r\n/);
+      expect(answer).toContain(
+        `X-Keywarden-Error: ${ERRORS.HEADEND_TIMEOUT.number} HEADEND_TIMEOUT`,
+      );
+      const body = Buffer.from(answer.slice(answer.indexOf('\r\n\r\n') + 4), 'latin1');
+      expect(errorReply(body)).toMatchObject({
+        code: ERRORS.HEADEND_TIMEOUT.number,
+        name: 'HEADEND_TIMEOUT',
+      });
+      expect(logged).toContain('408 HEADEND_TIMEOUT');
+    } finally {
+      await quick.close();
+    }
+    await stillServes();
+  });
+
+  it('answers malformed HTTP with 400 and a coded body', async () => {
+    const answer = await raw(
+      `POST /v1/license HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n`,
+    );
+    expect(answer).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+    expect(answer).toContain(`X-Keywarden-Error: ${ERRORS.HEADEND_BAD_REQUEST.number}`);
+    const body = Buffer.from(answer.slice(answer.indexOf('\r\n\r\n') + 4), 'latin1');
+    expect(errorReply(body).code).toBe(ERRORS.HEADEND_BAD_REQUEST.number);
     await stillServes();
   });
 

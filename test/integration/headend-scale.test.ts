@@ -28,7 +28,7 @@ describe('head-end at scale and across restarts', () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'kw-scale-'));
     dirs.push(dir);
     const seed = await startTestHeadend({}, dir);
-    seed.headend.admin.addContentKey({ kid: KID, key: KEY });
+    await seed.headend.admin.addContentKey({ kid: KID, key: KEY });
     const root = seed.root;
     await seed.stop();
     const cluster = await runHeadendCluster({ dataDir: dir, workers: 2, server: { port: 0 } });
@@ -41,18 +41,18 @@ describe('head-end at scale and across restarts', () => {
       await cluster.close();
     }
     const after = await startTestHeadend({}, dir);
-    const devices = after.headend.admin.listDevices();
+    const devices = await after.headend.admin.listDevices();
     expect(devices).toHaveLength(50);
     expect(new Set(devices.map((d) => d.id))).toEqual(new Set(devices.map((d) => d.id)));
-    expect(after.headend.ctx.store.countLicenses()).toBe(50);
+    expect(await after.headend.ctx.store.countLicenses()).toBe(50);
     await after.stop();
   });
 
   it('loses nothing across a restart: root, keys, devices, domains; old certificates still work', async () => {
     const first = await startTestHeadend();
     dirs.push(first.dir);
-    first.headend.admin.addContentKey({ kid: KID, key: KEY });
-    first.headend.admin.createDomain('family', { maxDevices: 3 });
+    await first.headend.admin.addContentKey({ kid: KID, key: KEY });
+    await first.headend.admin.createDomain('family', { maxDevices: 3 });
     const d = new TestDevice(first.url, first.root);
     await d.provision();
     const root = first.root;
@@ -67,8 +67,8 @@ describe('head-end at scale and across restarts', () => {
         licenseUrl: `${second.url}/v1/license`,
       }).acquire({ keyIds: [KID] });
       expect(Buffer.from(got.keys.get(KID.toString('hex'))!).equals(KEY)).toBe(true);
-      expect(second.headend.admin.listDevices().map((x) => x.id)).toEqual([d.deviceId]);
-      expect(second.headend.admin.listDomains()[0]).toMatchObject({
+      expect((await second.headend.admin.listDevices()).map((x) => x.id)).toEqual([d.deviceId]);
+      expect((await second.headend.admin.listDomains())[0]).toMatchObject({
         accountId: 'family',
         maxDevices: 3,
         revision: 1,

@@ -81,7 +81,7 @@ describe.skipIf(!haveOpenssl)('head-end over TLS', () => {
 
   afterAll(async () => {
     await server?.close();
-    headend?.close();
+    await headend?.close();
     removeDir(dir);
   });
 

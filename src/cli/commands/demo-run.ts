@@ -12,7 +12,7 @@ import { packageFile } from '../../media/package/packager.js';
 import type { CencScheme } from '../../media/sample-crypto.js';
 import { compareSamples, digestSamples } from '../../media/sample-digest.js';
 import { nativeInfo } from '../../native/binding.js';
-import { headendFlow } from './demo-headend.js';
+import { agentFlow } from './demo-agent.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const CLIPS = ['demo-h264-aac.mp4', 'demo-h265.mp4'].map((f) =>
@@ -155,8 +155,8 @@ export async function runDemo(opts: { keep?: boolean }): Promise<void> {
   let failed = 0;
   try {
     for (const step of steps) if (!(await step(work))) failed++;
-    process.stdout.write('\n  Operator and device, on loopback:\n');
-    failed += await headendFlow(main, work, line);
+    process.stdout.write('\n  The whole system on loopback: head-end, agent, license, playback:\n');
+    failed += await agentFlow(main, work, line);
   } finally {
     if (opts.keep) process.stdout.write(`\n  files kept in ${work}\n`);
     else await rm(work, { recursive: true, force: true });
@@ -165,8 +165,8 @@ export async function runDemo(opts: { keep?: boolean }): Promise<void> {
     [
       '',
       failed === 0 ? `All ${checks} checks held.` : `${failed} of ${checks} checks failed.`,
-      'Still to come: the license lifecycle and store (issue 4), fleet revocation over MQTT',
-      '(issue 5), output protection (issue 6) and the playback daemon.',
+      'Still to come: fleet revocation over MQTT (issue 5), output protection (issue 6)',
+      'and the playback daemon.',
       '',
     ].join('\n'),
   );

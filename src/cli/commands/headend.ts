@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { kwError } from '../../errors/index.js';
 import { decode16 } from '../key-arg.js';
+import { registerLive } from './headend-live.js';
 
 // The head-end and its dependencies (better-sqlite3, @peculiar/x509) are optional for a
 // device install: they load here, inside actions, and a missing module is a coded error.
@@ -30,7 +31,7 @@ async function withHeadend<T>(
   try {
     return await fn(headend);
   } finally {
-    headend.close();
+    await headend.close();
   }
 }
 
@@ -170,6 +171,7 @@ export const POLICY_FIELDS = [
   'renewal-retry',
   'renewal-recovery',
   'renewal-url',
+  'license-custom-data',
   'opl-analog-video',
   'opl-compressed-video',
   'opl-uncompressed-video',
@@ -185,6 +187,7 @@ export const POLICY_FIELDS = [
   'domain-bound',
   'chain',
   'roots',
+  'broadcast',
   'service-error',
   'service-custom-data',
 ] as const;
@@ -199,13 +202,16 @@ function registerPolicy(headend: Command): void {
     .argument('<name>')
     .option('--from <policy>', 'start from a copy of another policy')
     .option('--json', 'JSON output');
-  for (const field of POLICY_FIELDS) set.option(`--${field} <value>`);
+  // --broadcast alone means --broadcast true.
+  for (const field of POLICY_FIELDS)
+    set.option(field === 'broadcast' ? `--${field} [value]` : `--${field} <value>`);
   set.action(async (name: string, f: Record<string, string | boolean | undefined>) => {
     const known = await policySetterNames();
     const changes: Record<string, string> = {};
     for (const field of known) {
       const v = f[camel(field)];
       if (typeof v === 'string') changes[field] = v;
+      else if (v === true) changes[field] = 'true';
     }
     const from = typeof f.from === 'string' ? f.from : undefined;
     const spec = await withHeadend(dataDir(headend), (h) => h.admin.setPolicy(name, changes, from));
@@ -330,6 +336,45 @@ function registerDomain(headend: Command): void {
     });
 }
 
+/** The server flags `flags set` takes; kept in step with SERVER_FLAGS by a unit test. */
+export const FLAG_FIELDS = ['min-agent-version', 'provision-limit'] as const;
+
+function registerFlags(headend: Command): void {
+  const flags = headend
+    .command('flags')
+    .description(
+      'server flags kept in the database: every worker applies them at once, and they survive restarts',
+    );
+  const show = (f: { name: string; value: string; source: string }): string =>
+    `${f.name} = ${f.value}${f.source === 'default' ? '  (default)' : ''}`;
+  flags
+    .command('set')
+    .description(`set a flag (${FLAG_FIELDS.join(', ')})`)
+    .argument('<name>')
+    .argument('<value>')
+    .option('--json', 'JSON output')
+    .action(async (name: string, value: string, f: { json?: boolean }) => {
+      const out = await withHeadend(dataDir(headend), (h) => h.admin.setFlag(name, value));
+      print(f.json, out, () => show(out));
+    });
+  flags
+    .command('unset')
+    .description('remove a stored flag: its default applies again')
+    .argument('<name>')
+    .option('--json', 'JSON output')
+    .action(async (name: string, f: { json?: boolean }) => {
+      const out = await withHeadend(dataDir(headend), (h) => h.admin.unsetFlag(name));
+      print(f.json, out, () => show(out));
+    });
+  flags
+    .command('list')
+    .option('--json', 'JSON output')
+    .action(async (f: { json?: boolean }) => {
+      const all = await withHeadend(dataDir(headend), (h) => h.admin.listFlags());
+      print(f.json, all, () => all.map((x) => `${show(x)}\n    ${x.description}`).join('\n'));
+    });
+}
+
 function registerRoot(headend: Command): void {
   headend
     .command('root')
@@ -353,8 +398,12 @@ export function registerHeadend(program: Command): void {
     .option('--tls-cert <file>', 'PEM certificate: serve HTTPS')
     .option('--tls-key <file>', 'PEM private key for --tls-cert')
     .option('--workers <n>', 'worker processes (default: CPU count)', int)
-    .option('--min-agent-version <v>', 'refuse to provision older agents')
-    .option('--provision-limit <n>', 'provisioning requests per hardware id per hour', int)
+    .option('--min-agent-version <v>', 'refuse to provision older agents (stored: see flags)')
+    .option(
+      '--provision-limit <n>',
+      'provisioning requests per hardware id per hour (stored: see flags)',
+      int,
+    )
     .option('--domain-url <url>', 'domain controller URL sent in domain-required answers')
     .action(async (f: ServeFlags & { data?: string }) => {
       if (!f.data) throw kwError('CLI_USAGE', 'headend needs --data DIR');
@@ -365,4 +414,6 @@ export function registerHeadend(program: Command): void {
   registerDevice(headend);
   registerDomain(headend);
   registerRoot(headend);
+  registerFlags(headend);
+  registerLive(headend, (fn) => withHeadend(dataDir(headend), fn));
 }

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { registerAgent } from './agent.js';
 import { registerDecrypt } from './decrypt.js';
 import { registerDemo } from './demo.js';
 import { registerHeadend } from './headend.js';
@@ -12,4 +13,5 @@ export function registerCommands(program: Command): void {
   registerPackage(program);
   registerInspect(program);
   registerHeadend(program);
+  registerAgent(program);
 }

@@ -1,4 +1,4 @@
-import { statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { Option, type Command } from 'commander';
 import { kwError } from '../../errors/index.js';
 import type { PackageReport } from '../../media/package/packager.js';
@@ -38,6 +38,16 @@ Keys (KID:KEY, 16 bytes each, hex or base64):
                     --rotation-key, and so on, cycling. Rotated fragments name their KID in
                     an sgpd/sbgp 'seig' sample group; every KID is listed in the pssh boxes.
 
+Live streams (docs/key-rotation.md):
+  --pssh-in-moof    every moof carries a keywarden pssh and a W3C common pssh listing the
+                    KID of its key period and of the next one, so that a player acquires
+                    the next key a period ahead. seig groups still name each fragment's KID.
+  --embedded-license FILE
+                    repeatable, with --pssh-in-moof: one per key period, in order; the
+                    file (a signed EMBEDDED_LICENSE envelope, as 'keywarden headend live
+                    license' writes it) goes into the keywarden pssh of that period's
+                    fragments. 'keywarden headend live package' does all of this in one go.
+
 Example:
   keywarden package clear.mp4 protected.mp4 --scheme cbcs \\
     --key 00112233445566778899aabbccddeeff:0123456789abcdef0123456789abcdef \\
@@ -56,6 +66,8 @@ interface PackageCliOptions {
   contentId?: string;
   licenseUrl?: string;
   policyHint?: string;
+  psshInMoof?: boolean;
+  embeddedLicense?: string[];
   json?: boolean;
 }
 
@@ -91,6 +103,12 @@ export function registerPackage(program: Command): void {
     .option('--content-id <ID>', "content id for keywarden's pssh (default: the input file name)")
     .option('--license-url <URL>', "license server URL for keywarden's pssh")
     .option('--policy-hint <NAME>', 'policy name suggested to the license server')
+    .option('--pssh-in-moof', 'live: pssh boxes in every moof naming the current and next KIDs')
+    .option(
+      '--embedded-license <FILE>',
+      'live: embedded leaf license for one key period (repeatable, one per period, in order)',
+      collectText,
+    )
     .option('--json', 'print the report as JSON')
     .addHelpText('after', HELP)
     .action(async (input: string, output: string, o: PackageCliOptions) =>
@@ -112,6 +130,8 @@ async function runPackage(input: string, output: string, o: PackageCliOptions): 
     ...(o.contentId !== undefined && { contentId: o.contentId }),
     ...(o.licenseUrl !== undefined && { licenseUrl: checkUrl(o.licenseUrl) }),
     ...(o.policyHint !== undefined && { policyHint: o.policyHint }),
+    ...(o.psshInMoof && { psshInMoof: true }),
+    ...(o.embeddedLicense && { embeddedLicenses: o.embeddedLicense.map(readLicenseFile) }),
   };
   const { packageFile } = await import('../../media/package/packager.js'); // loaded on use
   const bar = progressBar('package', inputSize(input));
@@ -124,6 +144,25 @@ async function runPackage(input: string, output: string, o: PackageCliOptions): 
   process.stdout.write(
     o.json ? `${JSON.stringify(report, null, 2)}\n` : summary(input, output, report),
   );
+}
+
+function collectText(text: string, previous: string[] = []): string[] {
+  return [...previous, text];
+}
+
+function readLicenseFile(file: string): Uint8Array {
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    throw kwError(
+      'IO_FAILED',
+      `cannot read --embedded-license ${file}: ${(err as Error).message}`,
+      {
+        file,
+      },
+      err,
+    );
+  }
 }
 
 function inputSize(input: string): number {
@@ -196,5 +235,6 @@ function summary(input: string, output: string, r: PackageReport): string {
     lines.push(`  track ${t.trackId}: ${t.kind} '${t.format}', ${t.samples} samples, ${how}`);
   }
   lines.push(`  KIDs: ${r.kids.join(', ')}`);
+  if (r.psshInMoof) lines.push(`  live: ${r.keyPeriods} key period(s), pssh in every moof`);
   return `${lines.join('\n')}\n`;
 }

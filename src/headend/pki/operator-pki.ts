@@ -1,7 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import type { KeySigner } from '../../protocol/envelope.js';
 import type { KeySealer } from '../sealing.js';
-import type { HeadendRepository } from '../store/repository.js';
+import type { HeadendRepository, ServiceIdentityRow } from '../store/repository.js';
 import {
   generateIssuerKey,
   importIssuerKey,
@@ -114,11 +114,8 @@ async function loadOrCreate(
   nowMs: number,
   root: ServiceIdentity | undefined,
 ): Promise<ServiceIdentity> {
-  const row = store.getServiceIdentity(role);
-  if (row) {
-    const key = await importIssuerKey(sealer.open('pki', role, row.sealedKey));
-    return { role, certDer: row.certDer, cert: new X509Certificate(row.certDer), key };
-  }
+  const row = await store.getServiceIdentity(role);
+  if (row) return identityOf(sealer, role, row);
   const spec = ROLES[role];
   const fresh = await generateIssuerKey();
   const certDer = await issueCertificate({
@@ -131,12 +128,23 @@ async function loadOrCreate(
     ...(root && { issuerCert: root.certDer }),
     issuerKey: root?.key ?? fresh,
   });
-  store.putServiceIdentity({
+  const stored = await store.insertServiceIdentity({
     role,
     certDer,
     sealedKey: sealer.seal('pki', role, fresh.pkcs8),
     createdAt: nowMs,
   });
   fresh.pkcs8.fill(0);
+  // Another process created this identity first: use its identity, not the one just made.
+  if (!stored.certDer.equals(certDer)) return identityOf(sealer, role, stored);
   return { role, certDer, cert: new X509Certificate(certDer), key: fresh };
+}
+
+async function identityOf(
+  sealer: KeySealer,
+  role: ServiceRole,
+  row: ServiceIdentityRow,
+): Promise<ServiceIdentity> {
+  const key = await importIssuerKey(sealer.open('pki', role, row.sealedKey));
+  return { role, certDer: row.certDer, cert: new X509Certificate(row.certDer), key };
 }

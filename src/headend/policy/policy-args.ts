@@ -89,6 +89,7 @@ export const POLICY_SETTERS: Readonly<Record<string, Setter>> = {
   'renewal-retry': (d, v) => (d.renewalRetryInterval = parseDuration(v)),
   'renewal-recovery': (d, v) => (d.renewalRecoveryDuration = parseDuration(v)),
   'renewal-url': (d, v) => (d.renewalUrl = v),
+  'license-custom-data': (d, v) => (d.licenseCustomData = v),
   'opl-analog-video': opl('analogVideo'),
   'opl-compressed-video': opl('compressedDigitalVideo'),
   'opl-uncompressed-video': opl('uncompressedDigitalVideo'),
@@ -104,6 +105,7 @@ export const POLICY_SETTERS: Readonly<Record<string, Setter>> = {
   'domain-bound': (d, v) => (d.domainBound = bool(v, 'domain-bound')),
   chain: setChain,
   roots: (d, v) => (d.roots = list(v)),
+  broadcast: (d, v) => (d.broadcast = bool(v, 'broadcast')),
   'service-error': setServiceError,
   'service-custom-data': setServiceData,
 };
@@ -128,6 +130,8 @@ export function validatePolicy(p: PolicySpec): PolicySpec {
     throw kwError('HEADEND_BAD_POLICY', 'a leaf policy names at least one root (--roots)');
   if (p.chain !== 'leaf' && p.roots.length > 0)
     throw kwError('HEADEND_BAD_POLICY', 'only a leaf policy names roots');
+  if (p.broadcast && p.chain !== 'root')
+    throw kwError('HEADEND_BAD_POLICY', 'broadcast is an option of root policies (--chain root)');
   if (p.hdcpType1 && p.hdcp !== '' && Number(p.hdcp) < 2.2)
     throw kwError('HEADEND_BAD_POLICY', 'HDCP type 1 needs HDCP 2.2 or later');
   return p;

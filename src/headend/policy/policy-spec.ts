@@ -21,6 +21,11 @@ export interface PolicySpec {
   readonly renewalRecoveryDuration: number;
   /** Where renewals go; empty: the license URL. */
   readonly renewalUrl: string;
+  /**
+   * Custom data put in every license issued under this policy, for the application (e.g.
+   * the content URL of a pre-delivered title). `{contentId}` and `{kid}` are replaced.
+   */
+  readonly licenseCustomData: string;
   /** Output protection levels (DESIGN.md tables). 0 is "not set" (unrestricted). */
   readonly opl: OutputProtectionLevels;
   /** Explicit HDCP version required on digital outputs: '' (none), '1.4', '2.2', '2.3'. */
@@ -45,6 +50,13 @@ export interface PolicySpec {
   readonly chain: 'none' | 'root' | 'leaf';
   /** For a leaf: ids of the roots (subscriptions) whose keys wrap its content keys. */
   readonly roots: readonly string[];
+  /**
+   * For a root policy (`chain: 'root'`): a broadcast root. Its root key is the same for
+   * every holder instead of derived per device or domain, so one leaf license embedded in a
+   * live stream opens on every subscribed device; each device still receives that key
+   * wrapped to its own (or its domain's) key in its root license (docs/key-rotation.md).
+   */
+  readonly broadcast: boolean;
   /** When set, requests for this content answer 6007 SERVICE_SPECIFIC instead of a license. */
   readonly serviceError: ServiceErrorSpec | null;
 }
@@ -76,6 +88,7 @@ export const DEFAULT_POLICY: PolicySpec = {
   renewalRetryInterval: 0,
   renewalRecoveryDuration: 0,
   renewalUrl: '',
+  licenseCustomData: '',
   opl: {
     analogVideo: 0,
     compressedDigitalVideo: 0,
@@ -94,6 +107,7 @@ export const DEFAULT_POLICY: PolicySpec = {
   domainBound: false,
   chain: 'none',
   roots: [],
+  broadcast: false,
   serviceError: null,
 };
 

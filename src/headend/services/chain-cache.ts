@@ -1,11 +1,11 @@
 import { createHash, type KeyObject, type X509Certificate } from 'node:crypto';
 import { checkValidity, verifyCertificateChain } from '../../crypto/cert-chain.js';
 import { verifyP256 } from '../../crypto/ecdsa.js';
-import type { NonceRegistry } from '../../crypto/replay-guard.js';
 import { kwError } from '../../errors/index.js';
 import { decodeMessage } from '../../protocol/codec.js';
 import { MessageType, NONCE_BYTES, type VerifiedMessage } from '../../protocol/envelope.js';
 import { keywarden } from '../../protocol/generated/proto.js';
+import { checkDeviceChainConstraints } from '../pki/chain-constraints.js';
 
 const v1 = keywarden.v1;
 
@@ -21,7 +21,6 @@ export interface CachedVerifyOptions {
   readonly trustedRoot: X509Certificate;
   readonly nowMs: number;
   readonly maxSkewMs: number;
-  readonly replayGuard: NonceRegistry;
 }
 
 /** A verified request plus the signer's SPKI (DER), for registry comparison. */
@@ -41,7 +40,12 @@ function chainKey(chain: readonly Uint8Array[]): string {
  * reference machine) and a device sends the same chain every time, so the parsed, verified
  * chain is cached by the hash of its DER bytes. Every request still gets the full checks
  * that depend on it: validity windows at this request's time, the ECDSA signature over the
- * body, the message type, timestamp skew and the replay window, in verifyMessage's order.
+ * body, the message type and the timestamp skew, in verifyMessage's order. A chain enters
+ * the cache only after the shared chain check and the head-end's extension rules
+ * ({@link checkDeviceChainConstraints}).
+ *
+ * The replay window is not checked here: the caller awaits the shared nonce registry once
+ * this returns, i.e. after the signature verified.
  * TODO(protocol): a `chainCache` hook in VerifyOptions would let this collapse into
  * verifyMessage.
  */
@@ -50,11 +54,11 @@ export class ChainCachingVerifier {
 
   constructor(private readonly maxEntries = 20_000) {}
 
-  private chain(
+  private async chain(
     certChain: readonly Uint8Array[],
     root: X509Certificate,
     nowMs: number,
-  ): CachedChain {
+  ): Promise<CachedChain> {
     const key = chainKey(certChain);
     const hit = this.cache.get(key);
     if (hit) {
@@ -62,6 +66,7 @@ export class ChainCachingVerifier {
       return hit;
     }
     const { leaf, path } = verifyCertificateChain(certChain, root, nowMs);
+    await checkDeviceChainConstraints([...path, root]);
     const leafKey = leaf.publicKey;
     const entry = { path, leafKey, leafSpki: leafKey.export({ format: 'der', type: 'spki' }) };
     if (this.cache.size >= this.maxEntries) this.cache.delete(this.cache.keys().next().value ?? '');
@@ -69,8 +74,12 @@ export class ChainCachingVerifier {
     return entry;
   }
 
-  /** verifyMessage for chain-carrying requests, with the chain cache. */
-  verify(bytes: Uint8Array, expectedType: MessageType, opts: CachedVerifyOptions): CachedVerified {
+  /** verifyMessage for chain-carrying requests, with the chain cache (no replay check). */
+  async verify(
+    bytes: Uint8Array,
+    expectedType: MessageType,
+    opts: CachedVerifyOptions,
+  ): Promise<CachedVerified> {
     const envelope = decodeMessage(v1.SignedMessage, bytes, 'SignedMessage');
     const body = decodeMessage(v1.SignedBody, envelope.body, 'SignedBody');
     if (body.nonce.length !== NONCE_BYTES)
@@ -78,7 +87,7 @@ export class ChainCachingVerifier {
         'DECODE_FAILED',
         `the envelope nonce is ${body.nonce.length} bytes, not ${NONCE_BYTES}`,
       );
-    const chain = this.chain(envelope.certChain, opts.trustedRoot, opts.nowMs);
+    const chain = await this.chain(envelope.certChain, opts.trustedRoot, opts.nowMs);
     if (!verifyP256(chain.leafKey, envelope.body, envelope.signature))
       throw kwError('SIGNATURE_INVALID', 'the message signature does not verify');
     if (body.type !== expectedType)
@@ -89,7 +98,6 @@ export class ChainCachingVerifier {
     const ts = Number(body.timestampMs);
     if (!Number.isFinite(ts) || Math.abs(ts - opts.nowMs) > opts.maxSkewMs)
       throw kwError('MESSAGE_STALE', 'the message timestamp is outside the accepted clock skew');
-    opts.replayGuard.checkAndRemember(body.nonce, ts, opts.nowMs);
     return {
       payload: body.payload,
       signerCert: chain.path[0],

@@ -22,12 +22,12 @@ export interface LicenseTarget {
 type RequestLike = Pick<keywarden.v1.ILicenseRequest, 'keyIds' | 'contentId' | 'psshData'>;
 
 /** Loads a named policy; content without one gets 'default' (or the built-in defaults). */
-export function loadPolicy(
+export async function loadPolicy(
   ctx: HeadendContext,
   name: string | null,
-): { name: string; spec: PolicySpec } {
+): Promise<{ name: string; spec: PolicySpec }> {
   const wanted = name ?? DEFAULT_POLICY_NAME;
-  const json = ctx.store.getPolicy(wanted);
+  const json = await ctx.store.getPolicy(wanted);
   if (json) return { name: wanted, spec: parseStoredPolicy(json) };
   if (name !== null) throw refuse('HEADEND_BAD_REQUEST', `policy '${wanted}' is missing`);
   return { name: DEFAULT_POLICY_NAME, spec: DEFAULT_POLICY };
@@ -44,31 +44,40 @@ function requestedKids(req: RequestLike): { kids: string[]; contentId: string } 
   return { kids: [...new Set(kids)], contentId };
 }
 
-function lookupKeys(ctx: HeadendContext, kids: string[], contentId: string): ContentKeyRow[] {
+async function lookupKeys(
+  ctx: HeadendContext,
+  kids: string[],
+  contentId: string,
+): Promise<ContentKeyRow[]> {
   if (kids.length === 0) {
-    const byContent = contentId ? ctx.store.contentKeysByContentId(contentId) : [];
+    const byContent = contentId ? await ctx.store.contentKeysByContentId(contentId) : [];
     if (byContent.length === 0)
       throw refuse('UNKNOWN_KEY', `no keys known for content '${contentId || '(none)'}'`);
     return byContent;
   }
   if (kids.some((k) => k.length !== 32))
     throw refuse('HEADEND_BAD_REQUEST', 'a key id is not 16 bytes');
-  const missing = kids.filter((k) => !ctx.store.getContentKey(k));
+  if (kids.length > MAX_KEYS_PER_LICENSE)
+    throw refuse('HEADEND_BAD_REQUEST', `more than ${MAX_KEYS_PER_LICENSE} keys in one request`);
+  const rows = await ctx.store.getContentKeys(kids);
+  const found = new Set(rows.map((r) => r.kid));
+  const missing = kids.filter((k) => !found.has(k));
   if (missing.length > 0)
     throw refuse('UNKNOWN_KEY', `no key for KID ${missing.join(', ')}`, {
       customData: missing.join(','),
     });
-  return kids
-    .map((k) => ctx.store.getContentKey(k))
-    .filter((r): r is ContentKeyRow => r !== undefined);
+  return rows;
 }
 
 /** Resolves the keys (by KID, pssh data or content id) or the root a request names, and its policy. */
-export function resolveRequest(ctx: HeadendContext, req: RequestLike): LicenseTarget {
+export async function resolveRequest(
+  ctx: HeadendContext,
+  req: RequestLike,
+): Promise<LicenseTarget> {
   const { kids, contentId } = requestedKids(req);
-  const root = kids.length === 0 && contentId ? ctx.store.getRoot(contentId) : undefined;
+  const root = kids.length === 0 && contentId ? await ctx.store.getRoot(contentId) : undefined;
   if (root) {
-    const { name, spec } = loadPolicy(ctx, root.policy);
+    const { name, spec } = await loadPolicy(ctx, root.policy);
     return {
       contentId,
       keys: [],
@@ -77,7 +86,7 @@ export function resolveRequest(ctx: HeadendContext, req: RequestLike): LicenseTa
       root,
     };
   }
-  const keys = lookupKeys(ctx, kids, contentId);
+  const keys = await lookupKeys(ctx, kids, contentId);
   if (keys.length > MAX_KEYS_PER_LICENSE)
     throw refuse('HEADEND_BAD_REQUEST', `more than ${MAX_KEYS_PER_LICENSE} keys in one request`);
   const names = new Set(keys.map((k) => k.policy));
@@ -86,7 +95,7 @@ export function resolveRequest(ctx: HeadendContext, req: RequestLike): LicenseTa
       'HEADEND_BAD_REQUEST',
       'the requested keys have different policies; ask separately',
     );
-  const { name, spec } = loadPolicy(ctx, keys[0]?.policy ?? null);
+  const { name, spec } = await loadPolicy(ctx, keys[0]?.policy ?? null);
   return {
     contentId: contentId || (keys[0]?.contentId ?? ''),
     keys,

@@ -29,23 +29,23 @@ function commonName(subject: string): string {
 }
 
 /**
- * Verifies a device-signed request: envelope signature, chain to the operator root,
- * validity windows and the replay window (verifyMessage); then that the signer is a device
- * certificate of *our* provisioning authority (a license-server certificate must not pass
- * as a device), that the device is registered with this very key, and that it is not
- * revoked. Failures before the registry lookup are thrown as HTTP-level errors.
+ * Verifies a device-signed request: envelope signature, chain to the operator root and its
+ * extension rules, validity windows (the chain-caching verifyMessage); then that the
+ * signer is a device certificate of *our* provisioning authority (a license-server
+ * certificate must not pass as a device); then, the signature being good, the shared
+ * replay window; then that the device is registered with this very key, and that it is not
+ * revoked. Failures are thrown as HTTP-level (unsigned) errors.
  */
-export function authenticateDevice(
+export async function authenticateDevice(
   ctx: HeadendContext,
   bytes: Uint8Array,
   type: MessageType,
-): DeviceRequest {
+): Promise<DeviceRequest> {
   const now = ctx.clock();
-  const verified = verifierOf(ctx).verify(bytes, type, {
+  const verified = await verifierOf(ctx).verify(bytes, type, {
     trustedRoot: ctx.pki.rootCert,
     nowMs: now,
     maxSkewMs: ctx.settings.maxSkewMs,
-    replayGuard: ctx.nonces,
   });
   const leaf = verified.signerCert;
   const issuer = verified.chain[1];
@@ -55,8 +55,9 @@ export function authenticateDevice(
       'CERT_CHAIN_INVALID',
       'the signer is not a device of this provisioning authority',
     );
+  await ctx.nonces.checkAndRemember(verified.nonce, verified.timestamp, now);
   const deviceId = commonName(leaf.subject);
-  const device = ctx.store.getDevice(deviceId);
+  const device = await ctx.store.getDevice(deviceId);
   if (!device)
     throw kwError('UNKNOWN_DEVICE', `device ${deviceId} is not registered`, { deviceId });
   if (!device.publicKey.equals(verified.signerSpki))

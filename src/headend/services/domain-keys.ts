@@ -8,7 +8,7 @@ import {
 } from '../../crypto/ecdsa.js';
 import { kwError } from '../../errors/index.js';
 import type { HeadendContext } from '../headend.js';
-import type { AccountRow } from '../store/repository.js';
+import type { AccountRow, DomainKeyRotationResult } from '../store/repository.js';
 
 /** Sealing id of a domain private key: account and revision, so old revisions cannot be swapped in. */
 const sealId = (accountId: string, revision: number): string => `${accountId}:${revision}`;
@@ -23,42 +23,89 @@ export interface DomainKey {
   readonly privatePkcs8: Buffer;
 }
 
-/** Creates (or updates the limits of) an account and gives its domain a first key pair. */
-export function createAccount(
+/** A freshly generated domain key pair, sealed for one revision of one account. */
+export interface NewDomainKey {
+  readonly publicKey: Buffer;
+  readonly sealedKey: Buffer;
+}
+
+/** Generates a domain key pair and seals its private half for `accountId` at `revision`. */
+export function newDomainKey(
+  ctx: HeadendContext,
+  accountId: string,
+  revision: number,
+): NewDomainKey {
+  const pair = generateP256KeyPair();
+  const pkcs8 = Buffer.from(pkcs8Of(pair.privateKey));
+  try {
+    return {
+      publicKey: Buffer.from(spkiOf(pair.publicKey)),
+      sealedKey: ctx.sealer.seal('domain-key', sealId(accountId, revision), pkcs8),
+    };
+  } finally {
+    pkcs8.fill(0);
+  }
+}
+
+/** How often a rotation that lost a race to another one is retried on the new revision. */
+const ROTATION_ATTEMPTS = 8;
+
+/**
+ * Replaces an account's domain key pair with a new revision (a member left or was removed,
+ * or a legacy account has none), removing `removeDeviceId` from the domain in the same
+ * transaction. A concurrent rotation makes the store answer 'stale-revision': the key is
+ * then made again for the revision after the new one. Returns the store's last answer and
+ * the revision it reached.
+ */
+export async function rotateDomainKey(
+  ctx: HeadendContext,
+  accountId: string,
+  removeDeviceId?: string,
+): Promise<{ result: DomainKeyRotationResult; revision: number }> {
+  for (let attempt = 0; attempt < ROTATION_ATTEMPTS; attempt++) {
+    const account = await ctx.store.getAccount(accountId);
+    if (!account) return { result: 'unknown-account', revision: 0 };
+    const revision = account.revision + 1;
+    const result = await ctx.store.rotateDomainKey({
+      accountId,
+      expectedRevision: account.revision,
+      ...newDomainKey(ctx, accountId, revision),
+      ...(removeDeviceId !== undefined && { removeDeviceId }),
+    });
+    if (result !== 'stale-revision') return { result, revision };
+  }
+  throw kwError('STORE_FAILED', `domain ${accountId} keeps changing; retry`, { accountId });
+}
+
+/**
+ * Creates an account with its domain and a first key pair (revision 1), or changes the
+ * limits and hold of an existing one. Concurrent creations agree on the first one's domain.
+ */
+export async function createAccount(
   ctx: HeadendContext,
   accountId: string,
   opts: { maxDevices?: number; serviceId?: string; serviceHold?: string | null },
-): AccountRow {
-  const existing = ctx.store.getAccount(accountId);
-  ctx.store.putAccount({
+): Promise<AccountRow> {
+  const existing = await ctx.store.getAccount(accountId);
+  const firstKey = existing ? undefined : newDomainKey(ctx, accountId, 1);
+  const stored = await ctx.store.putAccount({
     id: accountId,
     domainId: existing?.domainId ?? `dom-${randomBytes(8).toString('hex')}`,
     serviceId: opts.serviceId ?? existing?.serviceId ?? ctx.settings.serviceId,
     maxDevices: opts.maxDevices ?? existing?.maxDevices ?? ctx.settings.defaultMaxDomainDevices,
-    revision: existing?.revision ?? 0,
-    domainPublicKey: existing?.domainPublicKey ?? null,
-    sealedDomainKey: existing?.sealedDomainKey ?? null,
+    revision: existing?.revision ?? 1,
+    domainPublicKey: existing?.domainPublicKey ?? firstKey?.publicKey ?? null,
+    sealedDomainKey: existing?.sealedDomainKey ?? firstKey?.sealedKey ?? null,
     serviceHold:
       opts.serviceHold === undefined ? (existing?.serviceHold ?? null) : opts.serviceHold,
     createdAt: existing?.createdAt ?? ctx.clock(),
   });
-  if (!existing?.sealedDomainKey) rotateDomainKey(ctx, accountId);
-  const row = ctx.store.getAccount(accountId);
+  if (stored.sealedDomainKey) return stored;
+  // An account stored without a key (by an earlier version): give it one now.
+  await rotateDomainKey(ctx, accountId);
+  const row = await ctx.store.getAccount(accountId);
   if (!row) throw kwError('STORE_FAILED', `account ${accountId} vanished`);
   return row;
-}
-
-/** Replaces the domain key pair and bumps the revision (a member left or was removed). */
-export function rotateDomainKey(ctx: HeadendContext, accountId: string): number {
-  const account = ctx.store.getAccount(accountId);
-  if (!account) throw kwError('UNKNOWN_DOMAIN_ACCOUNT', `no account ${accountId}`, { accountId });
-  const revision = account.revision + 1;
-  const pair = generateP256KeyPair();
-  const pkcs8 = Buffer.from(pkcs8Of(pair.privateKey));
-  const sealed = ctx.sealer.seal('domain-key', sealId(accountId, revision), pkcs8);
-  pkcs8.fill(0);
-  ctx.store.setAccountKey(accountId, revision, Buffer.from(spkiOf(pair.publicKey)), sealed);
-  return revision;
 }
 
 /** The account's current domain key, opened. */

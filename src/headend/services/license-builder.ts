@@ -13,7 +13,7 @@ import type { DeviceRequest } from './device-auth.js';
 import type { DomainController } from './domain-controller.js';
 import { domainKeyOf } from './domain-keys.js';
 import { refuse } from './refusal.js';
-import { rootKeyFor } from './root-keys.js';
+import { rootKeyFor, rootKeyHolder, rootPolicyOf } from './root-keys.js';
 
 const v1 = keywarden.v1;
 const Wrapping = v1.KeyWrapping;
@@ -51,6 +51,14 @@ export function accountHint(customData: string): string {
   return '';
 }
 
+/** The policy's license custom data, with `{contentId}` and `{kid}` (the first KID) filled in. */
+function licenseCustomData(p: PolicySpec, plan: LicensePlan): string {
+  const template = p.licenseCustomData ?? '';
+  if (!template) return '';
+  const kid = plan.keys[0]?.kid ?? '';
+  return template.replaceAll('{contentId}', plan.contentId).replaceAll('{kid}', kid);
+}
+
 /** Builds the License of a plan: business rules, key wrapping, bookkeeping. */
 export class LicenseBuilder {
   constructor(
@@ -58,18 +66,18 @@ export class LicenseBuilder {
     private readonly domains: DomainController,
   ) {}
 
-  build(
+  async build(
     req: DeviceRequest,
     body: LicenseRequest,
     plan: LicensePlan,
     renewals: number,
-  ): keywarden.v1.ILicense {
+  ): Promise<keywarden.v1.ILicense> {
     const p = plan.policy;
-    const member = this.ctx.store.accountOfDevice(req.device.id);
+    const member = await this.ctx.store.accountOfDevice(req.device.id);
     const hinted = accountHint(body.customData);
-    this.checkService(p, member ?? (hinted ? this.ctx.store.getAccount(hinted) : undefined));
+    this.checkService(p, member ?? (hinted ? await this.ctx.store.getAccount(hinted) : undefined));
     this.checkEntitlement(req, body, p);
-    const holder = this.holderOf(req, body, p, member, hinted);
+    const holder = await this.holderOf(req, body, p, member, hinted);
     const issuedAt = req.now;
     const expiresAt = expiryOf(p, issuedAt);
     const license: keywarden.v1.ILicense = {
@@ -82,23 +90,23 @@ export class LicenseBuilder {
         ...(holder.domain && { domain: holder.domain }),
         ...(p.chain !== 'none' && { chain: { isRoot: p.chain === 'root', roots: p.roots } }),
       }),
-      keys: plan.keys.map((k) => this.keyContainer(k, plan, holder)),
+      keys: await Promise.all(plan.keys.map((k) => this.keyContainer(k, plan, holder))),
       contentId: plan.contentId,
       deviceId: req.device.id,
       serverTimeMs: req.now,
       issuedAtMs: issuedAt,
       expiresAtMs: expiresAt,
-      customData: '',
+      customData: licenseCustomData(p, plan),
     };
     if (plan.root) {
-      const rootKey = rootKeyFor(this.ctx, plan.root, holder.id);
+      const rootKey = rootKeyFor(this.ctx, plan.root, rootKeyHolder(p, holder.id));
       license.rootKey = {
         wrapping: holder.wrapping,
         wrappedKey: eciesWrap(holder.publicKey, rootKey, rootKeyContext(plan.root.id)),
       };
       rootKey.fill(0);
     }
-    this.ctx.store.recordLicense({
+    const recorded = await this.ctx.store.recordLicense({
       id: plan.licenseId,
       deviceId: req.device.id,
       contentId: plan.contentId,
@@ -110,6 +118,8 @@ export class LicenseBuilder {
       status: 'active',
       renewals,
     });
+    if (!recorded)
+      throw refuse('LICENSE_RELEASED', `license ${plan.licenseId} was released; acquire a new one`);
     return license;
   }
 
@@ -138,20 +148,20 @@ export class LicenseBuilder {
       throw refuse('DEVICE_NOT_ENTITLED', `application '${app}' may not use this content`);
   }
 
-  private holderOf(
+  private async holderOf(
     req: DeviceRequest,
     body: LicenseRequest,
     p: PolicySpec,
     member: AccountRow | undefined,
     hinted: string,
-  ): Holder {
+  ): Promise<Holder> {
     if (!p.domainBound)
       return {
         id: req.device.id,
         publicKey: req.publicKey,
         wrapping: Wrapping.KEY_WRAPPING_DEVICE,
       };
-    const hintAccount = hinted ? this.ctx.store.getAccount(hinted) : undefined;
+    const hintAccount = hinted ? await this.ctx.store.getAccount(hinted) : undefined;
     if (!member)
       throw refuse(
         'NOT_A_DOMAIN_MEMBER',
@@ -174,11 +184,11 @@ export class LicenseBuilder {
     };
   }
 
-  private keyContainer(
+  private async keyContainer(
     row: ContentKeyRow,
     plan: LicensePlan,
     holder: Holder,
-  ): keywarden.v1.IKeyContainer {
+  ): Promise<keywarden.v1.IKeyContainer> {
     const kid = Buffer.from(row.kid, 'hex');
     const key = this.ctx.sealer.open('content-key', row.kid, row.sealedKey);
     try {
@@ -193,22 +203,29 @@ export class LicenseBuilder {
         kid,
         trackType: row.trackType,
         wrapping: Wrapping.KEY_WRAPPING_ROOT,
-        rootWraps: plan.policy.roots.map((rootId) => this.rootWrap(rootId, kid, key, holder)),
+        rootWraps: await Promise.all(
+          plan.policy.roots.map((rootId) => this.rootWrap(rootId, kid, key, holder)),
+        ),
       };
     } finally {
       key.fill(0);
     }
   }
 
-  private rootWrap(
+  private async rootWrap(
     rootId: string,
     kid: Buffer,
     key: Buffer,
     holder: Holder,
-  ): keywarden.v1.IRootWrap {
-    const root = this.ctx.store.getRoot(rootId);
+  ): Promise<keywarden.v1.IRootWrap> {
+    const root = await this.ctx.store.getRoot(rootId);
     if (!root) throw kwError('HEADEND_INTERNAL', `leaf policy names unknown root '${rootId}'`);
-    const rootKey = rootKeyFor(this.ctx, root, holder.id);
+    // A broadcast root wraps under its one shared key (root-keys.ts, BROADCAST_HOLDER).
+    const rootKey = rootKeyFor(
+      this.ctx,
+      root,
+      rootKeyHolder(await rootPolicyOf(this.ctx, root), holder.id),
+    );
     try {
       return {
         rootLicenseId: rootId,

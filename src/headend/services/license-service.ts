@@ -4,6 +4,7 @@ import { decodeMessage, encodeMessage } from '../../protocol/codec.js';
 import { MessageType, signMessage } from '../../protocol/envelope.js';
 import { keywarden } from '../../protocol/generated/proto.js';
 import type { HeadendContext } from '../headend.js';
+import type { LicenseRelease } from '../store/repository.js';
 import type { DomainController } from './domain-controller.js';
 import { authenticateDevice, type DeviceRequest } from './device-auth.js';
 import { LicenseBuilder, type LicensePlan } from './license-builder.js';
@@ -15,6 +16,9 @@ const RequestType = v1.LicenseRequest.RequestType;
 type LicenseRequest = keywarden.v1.LicenseRequest;
 type Result = keywarden.v1.ILicenseResponse;
 
+/** What an accepted RELEASE did. */
+export type ReleaseOutcome = Exclude<LicenseRelease, 'unknown'>;
+
 /**
  * The license server: authenticates the device, then answers NEW with a license for the
  * requested keys under the content's policy, RENEWAL with a fresh license of the same id,
@@ -22,6 +26,13 @@ type Result = keywarden.v1.ILicenseResponse;
  */
 export class LicenseService {
   private readonly builder: LicenseBuilder;
+
+  /**
+   * Called after each accepted RELEASE with what the store did: 'released', or
+   * 'already-released' when the device released the license before (a retry; the answer
+   * is the same confirmation).
+   */
+  onRelease?: (licenseId: string, deviceId: string, outcome: ReleaseOutcome) => void;
 
   constructor(
     private readonly ctx: HeadendContext,
@@ -31,12 +42,12 @@ export class LicenseService {
   }
 
   /** POST /v1/license. */
-  handle(bytes: Uint8Array): Uint8Array {
-    const req = authenticateDevice(this.ctx, bytes, MessageType.LICENSE_REQUEST);
+  async handle(bytes: Uint8Array): Promise<Uint8Array> {
+    const req = await authenticateDevice(this.ctx, bytes, MessageType.LICENSE_REQUEST);
     const body = decodeMessage(v1.LicenseRequest, req.verified.payload, 'LicenseRequest');
     let result: Result;
     try {
-      result = this.dispatch(req, body);
+      result = await this.dispatch(req, body);
     } catch (err) {
       if (!isSignedRefusal(err)) throw err;
       result = { error: licenseErrorOf(err) };
@@ -48,21 +59,21 @@ export class LicenseService {
     });
   }
 
-  private dispatch(req: DeviceRequest, body: LicenseRequest): Result {
+  private async dispatch(req: DeviceRequest, body: LicenseRequest): Promise<Result> {
     switch (body.type) {
       case RequestType.NEW:
-        return { license: this.issueNew(req, body) };
+        return { license: await this.issueNew(req, body) };
       case RequestType.RENEWAL:
-        return { license: this.renew(req, body) };
+        return { license: await this.renew(req, body) };
       case RequestType.RELEASE:
-        return { released: this.release(req, body) };
+        return { released: await this.release(req, body) };
       default:
         throw refuse('HEADEND_BAD_REQUEST', `unknown license request type ${body.type}`);
     }
   }
 
-  private issueNew(req: DeviceRequest, body: LicenseRequest): keywarden.v1.ILicense {
-    const target = resolveRequest(this.ctx, body);
+  private async issueNew(req: DeviceRequest, body: LicenseRequest): Promise<keywarden.v1.ILicense> {
+    const target = await resolveRequest(this.ctx, body);
     const plan: LicensePlan = {
       ...target,
       licenseId: target.root ? target.root.id : randomBytes(16).toString('hex'),
@@ -71,14 +82,21 @@ export class LicenseService {
     return this.builder.build(req, body, plan, 0);
   }
 
-  private renew(req: DeviceRequest, body: LicenseRequest): keywarden.v1.ILicense {
-    const row = this.ctx.store.getLicense(body.licenseId, req.device.id);
+  /**
+   * A fresh license under the same id, for the keys and content of the stored one. A
+   * released license is not renewed (LICENSE_RELEASED): the check here answers at once, and
+   * the store's conditional update closes the race with a release on another worker.
+   */
+  private async renew(req: DeviceRequest, body: LicenseRequest): Promise<keywarden.v1.ILicense> {
+    const row = await this.ctx.store.getLicense(body.licenseId, req.device.id);
     if (!row)
       throw refuse(
         'LICENSE_WRONG_DEVICE',
         `license ${body.licenseId} was not issued to this device`,
       );
-    const target = resolveRequest(this.ctx, {
+    if (row.status === 'released')
+      throw refuse('LICENSE_RELEASED', `license ${row.id} was released; acquire a new one`);
+    const target = await resolveRequest(this.ctx, {
       ...body,
       keyIds: row.kids === '' ? [] : row.kids.split(',').map((k) => Buffer.from(k, 'hex')),
       contentId: row.contentId,
@@ -92,12 +110,23 @@ export class LicenseService {
     return this.builder.build(req, body, plan, row.renewals + 1);
   }
 
-  private release(req: DeviceRequest, body: LicenseRequest): keywarden.v1.IReleaseConfirmation {
-    if (!this.ctx.store.markLicenseReleased(body.licenseId, req.device.id, req.now))
+  /**
+   * Releases a license once (compare-and-set in the store). Releasing it again is
+   * idempotent: the device gets the same confirmation, so a retry after a lost answer
+   * succeeds, while the store keeps the first release time and reports the repeat to
+   * {@link LicenseService.onRelease}.
+   */
+  private async release(
+    req: DeviceRequest,
+    body: LicenseRequest,
+  ): Promise<keywarden.v1.IReleaseConfirmation> {
+    const outcome = await this.ctx.store.releaseLicense(body.licenseId, req.device.id, req.now);
+    if (outcome === 'unknown')
       throw refuse(
         'LICENSE_WRONG_DEVICE',
         `license ${body.licenseId} was not issued to this device`,
       );
+    this.onRelease?.(body.licenseId, req.device.id, outcome);
     return { licenseId: body.licenseId };
   }
 }

@@ -4,7 +4,7 @@ import { MessageType, signMessage, verifyMessage } from '../../protocol/envelope
 import { keywarden } from '../../protocol/generated/proto.js';
 import type { HeadendContext } from '../headend.js';
 import { sha256Hex } from '../pki/x509-issuer.js';
-import { compareVersions, isSemver } from '../settings.js';
+import { compareVersions, isSemver, type HeadendSettings } from '../settings.js';
 import { isSignedRefusal, refuse } from './refusal.js';
 
 const v1 = keywarden.v1;
@@ -23,16 +23,20 @@ export function deviceIdOf(spki: Uint8Array): string {
 export class ProvisioningService {
   constructor(private readonly ctx: HeadendContext) {}
 
-  /** Answers one request (a SignedMessage); throws only for unauthenticated input. */
+  /**
+   * Answers one request (a SignedMessage); throws only for unauthenticated input. The
+   * nonce is checked against the shared replay window once the proof of possession
+   * verified, so unsigned junk never reaches the database.
+   */
   async handle(bytes: Uint8Array): Promise<Uint8Array> {
     const now = this.ctx.clock();
     const verified = verifyMessage(bytes, MessageType.PROVISIONING_REQUEST, {
       nowMs: now,
       maxSkewMs: this.ctx.settings.maxSkewMs,
-      replayGuard: this.ctx.nonces,
       proofOfPossession: (p) =>
         decodeMessage(v1.ProvisioningRequest, p, 'ProvisioningRequest').devicePublicKey,
     });
+    await this.ctx.nonces.checkAndRemember(verified.nonce, verified.timestamp, now);
     const request = decodeMessage(v1.ProvisioningRequest, verified.payload, 'ProvisioningRequest');
     let response: keywarden.v1.IProvisioningResponse;
     try {
@@ -70,8 +74,8 @@ export class ProvisioningService {
     };
   }
 
-  private checkRequest(req: ProvisioningRequest, now: number): string {
-    const s = this.ctx.settings;
+  /** The request's own checks (digest, version floor); returns the hardware id (hex). */
+  private checkRequest(req: ProvisioningRequest, s: HeadendSettings): string {
     if (req.hardwareIdDigest.length !== 32)
       throw refuse('HEADEND_BAD_REQUEST', 'hardware_id_digest must be a 32-byte SHA-256 digest');
     if (!isSemver(req.agentVersion) || compareVersions(req.agentVersion, s.minAgentVersion) < 0)
@@ -83,34 +87,44 @@ export class ProvisioningService {
           updateUrl: s.updateUrl,
         },
       );
-    const hardwareId = Buffer.from(req.hardwareIdDigest).toString('hex');
-    const store = this.ctx.store;
-    if (store.isHardwareRevoked(hardwareId))
-      throw refuse('DEVICE_REVOKED', 'this hardware belongs to a revoked device');
-    const count = store.countProvisioning(hardwareId, now, now - s.provisioningWindowMs);
-    if (count > s.provisioningLimit)
-      throw kwError('HEADEND_RATE_LIMITED', `${count} provisioning requests in the window`, {
-        retryAfterMs: s.provisioningWindowMs,
-      });
-    return hardwareId;
+    return Buffer.from(req.hardwareIdDigest).toString('hex');
   }
 
+  /**
+   * Version floor and rate limit (server flags, read from the database on each request so
+   * that every worker applies the operator's latest values), revocation, then the
+   * certificate; the device is recorded only if nobody revoked it meanwhile.
+   */
   private async grant(
     req: ProvisioningRequest,
     now: number,
   ): Promise<keywarden.v1.IProvisioningGrant> {
-    const hardwareId = this.checkRequest(req, now);
+    const s = await this.ctx.currentSettings();
+    const hardwareId = this.checkRequest(req, s);
     const deviceId = deviceIdOf(req.devicePublicKey);
-    const known = this.ctx.store.getDevice(deviceId);
-    if (known?.status === 'revoked')
+    const admission = await this.ctx.store.admitProvisioning({
+      hardwareId,
+      deviceId,
+      at: now,
+      windowStart: now - s.provisioningWindowMs,
+    });
+    if (admission.status === 'hardware-revoked')
+      throw refuse('DEVICE_REVOKED', 'this hardware belongs to a revoked device');
+    if (admission.attempts > s.provisioningLimit)
+      throw kwError(
+        'HEADEND_RATE_LIMITED',
+        `${admission.attempts} provisioning requests in the window`,
+        { retryAfterMs: s.provisioningWindowMs },
+      );
+    if (admission.known?.status === 'revoked')
       throw refuse('DEVICE_REVOKED', `device ${deviceId} is revoked`);
     const certDer = await this.ctx.pki.issueDeviceCertificate(
       req.devicePublicKey,
       deviceId,
       new Date(now - 3600_000),
-      new Date(now + this.ctx.settings.deviceCertValidityMs),
+      new Date(now + s.deviceCertValidityMs),
     );
-    this.ctx.store.upsertDevice({
+    const recorded = await this.ctx.store.recordProvisioning({
       id: deviceId,
       hardwareId,
       publicKey: Buffer.from(req.devicePublicKey),
@@ -121,10 +135,12 @@ export class ProvisioningService {
       platform: req.attestation?.platform ?? '',
       model: req.attestation?.model ?? '',
       status: 'active',
-      provisionedAt: known?.provisionedAt ?? now,
+      provisionedAt: admission.known?.provisionedAt ?? now,
       revokedAt: null,
       revokeReason: null,
     });
+    if (recorded === 'revoked')
+      throw refuse('DEVICE_REVOKED', `device ${deviceId} was revoked during provisioning`);
     return {
       deviceCertificate: certDer,
       certificateChain: [this.ctx.pki.identity('provisioning').certDer],

@@ -50,6 +50,7 @@ const SIGNED_REFUSALS = new Set<string>([
   'HEADEND_BAD_REQUEST',
   'DECODE_FAILED',
   'LICENSE_WRONG_DEVICE',
+  'LICENSE_RELEASED',
 ]);
 
 /** True when `err` becomes a signed refusal rather than an HTTP error. */

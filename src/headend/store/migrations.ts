@@ -41,4 +41,11 @@ export const MIGRATIONS: readonly string[] = [
     friendly_name TEXT NOT NULL, joined_at INTEGER NOT NULL,
     PRIMARY KEY (account_id, device_id));
   `,
+  // 2: server flags shared by every worker and kept across restarts; provisioning attempts
+  // pruned by time (the index makes each prune touch only the rows that expired).
+  `
+  CREATE TABLE flags (name TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at INTEGER NOT NULL);
+  CREATE INDEX provisioning_events_at ON provisioning_events(at);
+  CREATE INDEX domain_members_device ON domain_members(device_id);
+  `,
 ];

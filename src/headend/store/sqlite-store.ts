@@ -1,13 +1,22 @@
 import type BetterSqlite3 from 'better-sqlite3';
-import { kwError } from '../../errors/index.js';
+import { isKeywardenError, kwError, type KeywardenError } from '../../errors/index.js';
 import { MIGRATIONS } from './migrations.js';
 import type {
   AccountRow,
   ContentKeyRow,
+  DeviceRevocation,
   DeviceRow,
+  DomainJoin,
+  DomainJoinResult,
+  DomainKeyRotation,
+  DomainKeyRotationResult,
+  DomainRows,
   HeadendRepository,
+  LicenseRelease,
   LicenseRow,
   MemberRow,
+  ProvisioningAdmission,
+  ProvisioningAttempt,
   RootRow,
   ServiceIdentityRow,
 } from './repository.js';
@@ -24,7 +33,22 @@ const ACCOUNT_COLUMNS = `id, domain_id AS domainId, service_id AS serviceId,
   max_devices AS maxDevices, revision, domain_public_key AS domainPublicKey,
   sealed_domain_key AS sealedDomainKey, service_hold AS serviceHold, created_at AS createdAt`;
 const LICENSE_COLUMNS = `id, device_id AS deviceId, content_id AS contentId, kids, policy, kind,
-  issued_at AS issuedAt, expires_at AS expiresAt, status, renewals`;
+  issued_at AS issuedAt, expires_at AS expiresAt, status, renewals, released_at AS releasedAt`;
+const ROOT_COLUMNS = `id, policy, sealed_secret AS sealedSecret, created_at AS createdAt`;
+const MEMBER_COLUMNS = `account_id AS accountId, device_id AS deviceId,
+  friendly_name AS friendlyName, joined_at AS joinedAt`;
+
+/** How often expired nonces are deleted, at most (ms of the callers' clock). */
+const NONCE_PRUNE_INTERVAL_MS = 1000;
+
+/** Thrown inside a transaction to roll it back when a compare-and-set lost its race. */
+class LostRace extends Error {}
+
+/** Any failure of the database as the coded STORE_FAILED (coded errors pass through). */
+function storeError(err: unknown): KeywardenError {
+  if (isKeywardenError(err)) return err;
+  return kwError('STORE_FAILED', `database: ${(err as Error).message}`, {}, err);
+}
 
 /**
  * Applies pending migrations in one IMMEDIATE transaction that re-reads `user_version`
@@ -43,11 +67,18 @@ function migrate(db: Db): number {
  * The embedded backend: SQLite through better-sqlite3, in WAL mode so that readers never
  * block the writer, with a busy timeout so that cluster workers sharing the file wait for
  * each other's short write transactions instead of failing.
+ *
+ * better-sqlite3 is synchronous: each method does all of its work, transaction included,
+ * inside one synchronous call and hands back an already settled promise. No transaction is
+ * ever open across an `await`, so requests interleaving on one worker cannot see each
+ * other's half-done work, and an atomic method is one `BEGIN IMMEDIATE` (which takes the
+ * write lock at once, so a read-then-write inside it cannot be overtaken by another worker).
  */
 export class SqliteStore implements HeadendRepository {
   private readonly db: Db;
   private readonly version: number;
   private readonly stmts = new Map<string, BetterSqlite3.Statement>();
+  private nextNoncePrune = Number.NEGATIVE_INFINITY;
 
   constructor(Database: DatabaseCtor, file: string) {
     try {
@@ -60,9 +91,23 @@ export class SqliteStore implements HeadendRepository {
       this.db.pragma('foreign_keys = ON');
       this.version = migrate(this.db);
     } catch (err) {
-      if ((err as { code?: string }).code === 'STORE_FAILED') throw err;
+      if (isKeywardenError(err, 'STORE_FAILED')) throw err;
       throw kwError('STORE_FAILED', `cannot open ${file}: ${(err as Error).message}`, {}, err);
     }
+  }
+
+  /** Runs `fn` now and settles with its result, or with its failure as STORE_FAILED. */
+  private op<T>(fn: () => T): Promise<T> {
+    try {
+      return Promise.resolve(fn());
+    } catch (err) {
+      return Promise.reject(storeError(err));
+    }
+  }
+
+  /** Runs `fn` in one IMMEDIATE transaction (synchronously: it must not await). */
+  private tx<T>(fn: () => T): T {
+    return this.db.transaction(fn).immediate();
   }
 
   private stmt(sql: string): BetterSqlite3.Statement {
@@ -86,308 +131,468 @@ export class SqliteStore implements HeadendRepository {
     return this.stmt(sql).run(...params).changes;
   }
 
-  transaction<T>(fn: () => T): T {
-    return this.db.transaction(fn).immediate();
-  }
-
-  schemaVersion(): number {
-    return this.version;
-  }
-
-  close(): void {
-    if (this.db.open) this.db.close();
-  }
-
-  getServiceIdentity(role: string): ServiceIdentityRow | undefined {
-    return this.one(
-      `SELECT role, cert_der AS certDer, sealed_key AS sealedKey, created_at AS createdAt
-       FROM service_identities WHERE role = ?`,
-      role,
-    );
-  }
-
-  putServiceIdentity(r: ServiceIdentityRow): void {
-    this.run(
-      `INSERT INTO service_identities (role, cert_der, sealed_key, created_at) VALUES (?, ?, ?, ?)`,
-      r.role,
-      r.certDer,
-      r.sealedKey,
-      r.createdAt,
-    );
-  }
-
-  upsertDevice(r: DeviceRow): void {
-    this.run(
-      `INSERT INTO devices (id, hardware_id, public_key, cert_der, serial, agent_version,
-        security_level, platform, model, status, provisioned_at, revoked_at, revoke_reason)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-       ON CONFLICT(id) DO UPDATE SET cert_der = excluded.cert_der,
-        agent_version = excluded.agent_version, security_level = excluded.security_level,
-        serial = excluded.serial, hardware_id = excluded.hardware_id`,
-      r.id,
-      r.hardwareId,
-      r.publicKey,
-      r.certDer,
-      r.serial,
-      r.agentVersion,
-      r.securityLevel,
-      r.platform,
-      r.model,
-      r.status,
-      r.provisionedAt,
-      r.revokedAt,
-      r.revokeReason,
-    );
-  }
-
-  getDevice(id: string): DeviceRow | undefined {
+  private device(id: string): DeviceRow | undefined {
     return this.one(`SELECT ${DEVICE_COLUMNS} FROM devices WHERE id = ?`, id);
   }
 
-  listDevices(): DeviceRow[] {
-    return this.all(`SELECT ${DEVICE_COLUMNS} FROM devices ORDER BY provisioned_at, id`);
-  }
-
-  revokeDevice(id: string, at: number, reason: string): boolean {
-    return (
-      this.run(
-        `UPDATE devices SET status = 'revoked', revoked_at = ?, revoke_reason = ?
-         WHERE id = ? AND status <> 'revoked'`,
-        at,
-        reason,
-        id,
-      ) > 0
-    );
-  }
-
-  isHardwareRevoked(hardwareId: string): boolean {
-    return (
-      this.one(
-        `SELECT 1 AS x FROM devices WHERE hardware_id = ? AND status = 'revoked' LIMIT 1`,
-        hardwareId,
-      ) !== undefined
-    );
-  }
-
-  countProvisioning(hardwareId: string, at: number, since: number): number {
-    this.run(`INSERT INTO provisioning_events (hardware_id, at) VALUES (?, ?)`, hardwareId, at);
-    const row = this.one<{ n: number }>(
-      `SELECT COUNT(*) AS n FROM provisioning_events WHERE hardware_id = ? AND at >= ?`,
-      hardwareId,
-      since,
-    );
-    return row?.n ?? 0;
-  }
-
-  putPolicy(name: string, spec: string, at: number): void {
-    this.run(
-      `INSERT INTO policies (name, spec, updated_at) VALUES (?, ?, ?)
-       ON CONFLICT(name) DO UPDATE SET spec = excluded.spec, updated_at = excluded.updated_at`,
-      name,
-      spec,
-      at,
-    );
-  }
-
-  getPolicy(name: string): string | undefined {
-    return this.one<{ spec: string }>(`SELECT spec FROM policies WHERE name = ?`, name)?.spec;
-  }
-
-  listPolicies(): { name: string; spec: string }[] {
-    return this.all(`SELECT name, spec FROM policies ORDER BY name`);
-  }
-
-  putContentKey(r: ContentKeyRow): void {
-    this.run(
-      `INSERT INTO content_keys (kid, sealed_key, content_id, policy, track_type, created_at)
-       VALUES (?, ?, ?, ?, ?, ?)`,
-      r.kid,
-      r.sealedKey,
-      r.contentId,
-      r.policy,
-      r.trackType,
-      r.createdAt,
-    );
-  }
-
-  getContentKey(kid: string): ContentKeyRow | undefined {
-    return this.one(`SELECT ${CONTENT_COLUMNS} FROM content_keys WHERE kid = ?`, kid);
-  }
-
-  listContentKeys(): ContentKeyRow[] {
-    return this.all(`SELECT ${CONTENT_COLUMNS} FROM content_keys ORDER BY created_at, kid`);
-  }
-
-  contentKeysByContentId(contentId: string): ContentKeyRow[] {
-    return this.all(
-      `SELECT ${CONTENT_COLUMNS} FROM content_keys WHERE content_id = ? ORDER BY kid`,
-      contentId,
-    );
-  }
-
-  setContentPolicy(kid: string, policy: string): boolean {
-    return this.run(`UPDATE content_keys SET policy = ? WHERE kid = ?`, policy, kid) > 0;
-  }
-
-  putRoot(r: RootRow): void {
-    this.run(
-      `INSERT INTO roots (id, policy, sealed_secret, created_at) VALUES (?, ?, ?, ?)
-       ON CONFLICT(id) DO UPDATE SET policy = excluded.policy`,
-      r.id,
-      r.policy,
-      r.sealedSecret,
-      r.createdAt,
-    );
-  }
-
-  getRoot(id: string): RootRow | undefined {
-    return this.one(
-      `SELECT id, policy, sealed_secret AS sealedSecret, created_at AS createdAt
-       FROM roots WHERE id = ?`,
-      id,
-    );
-  }
-
-  listRoots(): RootRow[] {
-    return this.all(
-      `SELECT id, policy, sealed_secret AS sealedSecret, created_at AS createdAt
-       FROM roots ORDER BY id`,
-    );
-  }
-
-  rememberNonce(nonce: string, expiresAt: number, now: number): boolean {
-    // Expired nonces are purged now and then rather than on every request.
-    if (Math.random() < 0.01) this.run(`DELETE FROM nonces WHERE expires_at < ?`, now);
-    return (
-      this.run(`INSERT OR IGNORE INTO nonces (nonce, expires_at) VALUES (?, ?)`, nonce, expiresAt) >
-      0
-    );
-  }
-
-  recordLicense(r: LicenseRow): void {
-    this.run(
-      `INSERT INTO licenses (id, device_id, content_id, kids, policy, kind, issued_at, expires_at,
-        status, renewals) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-       ON CONFLICT(id, device_id) DO UPDATE SET issued_at = excluded.issued_at,
-        expires_at = excluded.expires_at, status = 'active', renewals = renewals + 1`,
-      r.id,
-      r.deviceId,
-      r.contentId,
-      r.kids,
-      r.policy,
-      r.kind,
-      r.issuedAt,
-      r.expiresAt,
-      r.status,
-      r.renewals,
-    );
-  }
-
-  getLicense(id: string, deviceId: string): LicenseRow | undefined {
-    return this.one(
-      `SELECT ${LICENSE_COLUMNS} FROM licenses WHERE id = ? AND device_id = ?`,
-      id,
-      deviceId,
-    );
-  }
-
-  markLicenseReleased(id: string, deviceId: string, at: number): boolean {
-    return (
-      this.run(
-        `UPDATE licenses SET status = 'released', released_at = ? WHERE id = ? AND device_id = ?`,
-        at,
-        id,
-        deviceId,
-      ) > 0
-    );
-  }
-
-  markLicenseRenewed(id: string, deviceId: string, at: number, expiresAt: number): void {
-    this.run(
-      `UPDATE licenses SET issued_at = ?, expires_at = ?, renewals = renewals + 1
-       WHERE id = ? AND device_id = ?`,
-      at,
-      expiresAt,
-      id,
-      deviceId,
-    );
-  }
-
-  countLicenses(): number {
-    return this.one<{ n: number }>(`SELECT COUNT(*) AS n FROM licenses`)?.n ?? 0;
-  }
-
-  putAccount(r: AccountRow): void {
-    this.run(
-      `INSERT INTO accounts (id, domain_id, service_id, max_devices, revision, domain_public_key,
-        sealed_domain_key, service_hold, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-       ON CONFLICT(id) DO UPDATE SET service_id = excluded.service_id,
-        max_devices = excluded.max_devices, service_hold = excluded.service_hold`,
-      r.id,
-      r.domainId,
-      r.serviceId,
-      r.maxDevices,
-      r.revision,
-      r.domainPublicKey,
-      r.sealedDomainKey,
-      r.serviceHold,
-      r.createdAt,
-    );
-  }
-
-  getAccount(id: string): AccountRow | undefined {
+  private account(id: string): AccountRow | undefined {
     return this.one(`SELECT ${ACCOUNT_COLUMNS} FROM accounts WHERE id = ?`, id);
   }
 
-  listAccounts(): AccountRow[] {
-    return this.all(`SELECT ${ACCOUNT_COLUMNS} FROM accounts ORDER BY id`);
-  }
-
-  setAccountKey(id: string, revision: number, publicKey: Buffer, sealed: Buffer): void {
-    this.run(
-      `UPDATE accounts SET revision = ?, domain_public_key = ?, sealed_domain_key = ? WHERE id = ?`,
-      revision,
-      publicKey,
-      sealed,
-      id,
-    );
-  }
-
-  addMember(r: MemberRow): void {
-    this.run(
-      `INSERT INTO domain_members (account_id, device_id, friendly_name, joined_at)
-       VALUES (?, ?, ?, ?) ON CONFLICT(account_id, device_id)
-       DO UPDATE SET friendly_name = excluded.friendly_name`,
-      r.accountId,
-      r.deviceId,
-      r.friendlyName,
-      r.joinedAt,
-    );
-  }
-
-  removeMember(accountId: string, deviceId: string): boolean {
-    return (
-      this.run(
-        `DELETE FROM domain_members WHERE account_id = ? AND device_id = ?`,
-        accountId,
-        deviceId,
-      ) > 0
-    );
-  }
-
-  listMembers(accountId: string): MemberRow[] {
+  private members(accountId: string): MemberRow[] {
     return this.all(
-      `SELECT account_id AS accountId, device_id AS deviceId, friendly_name AS friendlyName,
-        joined_at AS joinedAt FROM domain_members WHERE account_id = ? ORDER BY joined_at`,
+      `SELECT ${MEMBER_COLUMNS} FROM domain_members WHERE account_id = ?
+       ORDER BY joined_at, device_id`,
       accountId,
     );
   }
 
-  accountOfDevice(deviceId: string): AccountRow | undefined {
-    return this.one(
-      `SELECT ${ACCOUNT_COLUMNS.replace(/(^|,\s*)(\w+)/g, '$1a.$2')} FROM accounts a
-       JOIN domain_members m ON m.account_id = a.id WHERE m.device_id = ? LIMIT 1`,
-      deviceId,
+  schemaVersion(): Promise<number> {
+    return Promise.resolve(this.version);
+  }
+
+  close(): Promise<void> {
+    return this.op(() => {
+      if (this.db.open) this.db.close();
+    });
+  }
+
+  getServiceIdentity(role: string): Promise<ServiceIdentityRow | undefined> {
+    return this.op(() =>
+      this.one(
+        `SELECT role, cert_der AS certDer, sealed_key AS sealedKey, created_at AS createdAt
+         FROM service_identities WHERE role = ?`,
+        role,
+      ),
     );
+  }
+
+  insertServiceIdentity(r: ServiceIdentityRow): Promise<ServiceIdentityRow> {
+    return this.op(() =>
+      this.tx(() => {
+        this.run(
+          `INSERT INTO service_identities (role, cert_der, sealed_key, created_at)
+           VALUES (?, ?, ?, ?) ON CONFLICT(role) DO NOTHING`,
+          r.role,
+          r.certDer,
+          r.sealedKey,
+          r.createdAt,
+        );
+        const stored = this.one<ServiceIdentityRow>(
+          `SELECT role, cert_der AS certDer, sealed_key AS sealedKey, created_at AS createdAt
+           FROM service_identities WHERE role = ?`,
+          r.role,
+        );
+        if (!stored) throw kwError('STORE_FAILED', `service identity ${r.role} vanished`);
+        return stored;
+      }),
+    );
+  }
+
+  getFlags(): Promise<Record<string, string>> {
+    return this.op(() =>
+      Object.fromEntries(
+        this.all<{ name: string; value: string }>(`SELECT name, value FROM flags`).map((f) => [
+          f.name,
+          f.value,
+        ]),
+      ),
+    );
+  }
+
+  setFlag(name: string, value: string | null, at: number): Promise<void> {
+    return this.op(() => {
+      if (value === null) this.run(`DELETE FROM flags WHERE name = ?`, name);
+      else
+        this.run(
+          `INSERT INTO flags (name, value, updated_at) VALUES (?, ?, ?)
+           ON CONFLICT(name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`,
+          name,
+          value,
+          at,
+        );
+    });
+  }
+
+  getDevice(id: string): Promise<DeviceRow | undefined> {
+    return this.op(() => this.device(id));
+  }
+
+  listDevices(): Promise<DeviceRow[]> {
+    return this.op(() =>
+      this.all<DeviceRow>(`SELECT ${DEVICE_COLUMNS} FROM devices ORDER BY provisioned_at, id`),
+    );
+  }
+
+  admitProvisioning(a: ProvisioningAttempt): Promise<ProvisioningAdmission> {
+    return this.op(() =>
+      this.tx((): ProvisioningAdmission => {
+        this.run(`DELETE FROM provisioning_events WHERE at < ?`, a.windowStart);
+        const revoked = this.one(
+          `SELECT 1 AS x FROM devices WHERE hardware_id = ? AND status = 'revoked' LIMIT 1`,
+          a.hardwareId,
+        );
+        if (revoked) return { status: 'hardware-revoked' };
+        this.run(
+          `INSERT INTO provisioning_events (hardware_id, at) VALUES (?, ?)`,
+          a.hardwareId,
+          a.at,
+        );
+        const row = this.one<{ n: number }>(
+          `SELECT COUNT(*) AS n FROM provisioning_events WHERE hardware_id = ? AND at >= ?`,
+          a.hardwareId,
+          a.windowStart,
+        );
+        return { status: 'admitted', attempts: row?.n ?? 0, known: this.device(a.deviceId) };
+      }),
+    );
+  }
+
+  recordProvisioning(r: DeviceRow): Promise<'recorded' | 'revoked'> {
+    return this.op(() =>
+      this.tx(() => {
+        const revoked = this.one(
+          `SELECT 1 AS x FROM devices WHERE (hardware_id = ? OR id = ?) AND status = 'revoked'
+           LIMIT 1`,
+          r.hardwareId,
+          r.id,
+        );
+        if (revoked) return 'revoked';
+        this.run(
+          `INSERT INTO devices (id, hardware_id, public_key, cert_der, serial, agent_version,
+            security_level, platform, model, status, provisioned_at, revoked_at, revoke_reason)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'active', ?, NULL, NULL)
+           ON CONFLICT(id) DO UPDATE SET cert_der = excluded.cert_der,
+            agent_version = excluded.agent_version, security_level = excluded.security_level,
+            serial = excluded.serial, hardware_id = excluded.hardware_id,
+            platform = excluded.platform, model = excluded.model`,
+          r.id,
+          r.hardwareId,
+          r.publicKey,
+          r.certDer,
+          r.serial,
+          r.agentVersion,
+          r.securityLevel,
+          r.platform,
+          r.model,
+          r.provisionedAt,
+        );
+        return 'recorded';
+      }),
+    );
+  }
+
+  revokeDevice(id: string, at: number, reason: string): Promise<DeviceRevocation | undefined> {
+    return this.op(() =>
+      this.tx(() => {
+        const changed =
+          this.run(
+            `UPDATE devices SET status = 'revoked', revoked_at = ?, revoke_reason = ?
+             WHERE id = ? AND status <> 'revoked'`,
+            at,
+            reason,
+            id,
+          ) > 0;
+        const device = this.device(id);
+        return device && { device, changed };
+      }),
+    );
+  }
+
+  putPolicy(name: string, spec: string, at: number): Promise<void> {
+    return this.op(() => {
+      this.run(
+        `INSERT INTO policies (name, spec, updated_at) VALUES (?, ?, ?)
+         ON CONFLICT(name) DO UPDATE SET spec = excluded.spec, updated_at = excluded.updated_at`,
+        name,
+        spec,
+        at,
+      );
+    });
+  }
+
+  getPolicy(name: string): Promise<string | undefined> {
+    return this.op(
+      () => this.one<{ spec: string }>(`SELECT spec FROM policies WHERE name = ?`, name)?.spec,
+    );
+  }
+
+  listPolicies(): Promise<{ name: string; spec: string }[]> {
+    return this.op(() =>
+      this.all<{ name: string; spec: string }>(`SELECT name, spec FROM policies ORDER BY name`),
+    );
+  }
+
+  insertContentKey(r: ContentKeyRow): Promise<boolean> {
+    return this.op(
+      () =>
+        this.run(
+          `INSERT INTO content_keys (kid, sealed_key, content_id, policy, track_type, created_at)
+           VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(kid) DO NOTHING`,
+          r.kid,
+          r.sealedKey,
+          r.contentId,
+          r.policy,
+          r.trackType,
+          r.createdAt,
+        ) > 0,
+    );
+  }
+
+  getContentKey(kid: string): Promise<ContentKeyRow | undefined> {
+    return this.op(() =>
+      this.one<ContentKeyRow>(`SELECT ${CONTENT_COLUMNS} FROM content_keys WHERE kid = ?`, kid),
+    );
+  }
+
+  getContentKeys(kids: readonly string[]): Promise<ContentKeyRow[]> {
+    return this.op(() => {
+      if (kids.length === 0) return [];
+      const rows = this.all<ContentKeyRow>(
+        `SELECT ${CONTENT_COLUMNS} FROM content_keys WHERE kid IN (${kids.map(() => '?').join(',')})`,
+        ...kids,
+      );
+      const byKid = new Map(rows.map((r) => [r.kid, r]));
+      return kids.flatMap((k) => byKid.get(k) ?? []);
+    });
+  }
+
+  listContentKeys(): Promise<ContentKeyRow[]> {
+    return this.op(() =>
+      this.all<ContentKeyRow>(
+        `SELECT ${CONTENT_COLUMNS} FROM content_keys ORDER BY created_at, kid`,
+      ),
+    );
+  }
+
+  contentKeysByContentId(contentId: string): Promise<ContentKeyRow[]> {
+    return this.op(() =>
+      this.all<ContentKeyRow>(
+        `SELECT ${CONTENT_COLUMNS} FROM content_keys WHERE content_id = ? ORDER BY kid`,
+        contentId,
+      ),
+    );
+  }
+
+  setContentPolicy(kid: string, policy: string): Promise<boolean> {
+    return this.op(
+      () => this.run(`UPDATE content_keys SET policy = ? WHERE kid = ?`, policy, kid) > 0,
+    );
+  }
+
+  putRoot(r: RootRow): Promise<RootRow> {
+    return this.op(() =>
+      this.tx(() => {
+        this.run(
+          `INSERT INTO roots (id, policy, sealed_secret, created_at) VALUES (?, ?, ?, ?)
+           ON CONFLICT(id) DO UPDATE SET policy = excluded.policy`,
+          r.id,
+          r.policy,
+          r.sealedSecret,
+          r.createdAt,
+        );
+        const stored = this.one<RootRow>(`SELECT ${ROOT_COLUMNS} FROM roots WHERE id = ?`, r.id);
+        if (!stored) throw kwError('STORE_FAILED', `root ${r.id} vanished`);
+        return stored;
+      }),
+    );
+  }
+
+  getRoot(id: string): Promise<RootRow | undefined> {
+    return this.op(() => this.one<RootRow>(`SELECT ${ROOT_COLUMNS} FROM roots WHERE id = ?`, id));
+  }
+
+  listRoots(): Promise<RootRow[]> {
+    return this.op(() => this.all<RootRow>(`SELECT ${ROOT_COLUMNS} FROM roots ORDER BY id`));
+  }
+
+  rememberNonce(nonce: string, expiresAt: number, now: number): Promise<boolean> {
+    return this.op(() => {
+      // The prune is housekeeping, not part of the decision: its own statement.
+      if (now >= this.nextNoncePrune) {
+        this.run(`DELETE FROM nonces WHERE expires_at < ?`, now);
+        this.nextNoncePrune = now + NONCE_PRUNE_INTERVAL_MS;
+      }
+      // One statement decides: the primary key makes a replay insert nothing.
+      return (
+        this.run(
+          `INSERT INTO nonces (nonce, expires_at) VALUES (?, ?) ON CONFLICT(nonce) DO NOTHING`,
+          nonce,
+          expiresAt,
+        ) > 0
+      );
+    });
+  }
+
+  recordLicense(r: LicenseRow): Promise<boolean> {
+    return this.op(
+      () =>
+        this.run(
+          `INSERT INTO licenses (id, device_id, content_id, kids, policy, kind, issued_at,
+            expires_at, status, renewals) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'active', ?)
+           ON CONFLICT(id, device_id) DO UPDATE SET issued_at = excluded.issued_at,
+            expires_at = excluded.expires_at, status = 'active', released_at = NULL,
+            renewals = licenses.renewals + 1
+           WHERE excluded.renewals = 0 OR licenses.status = 'active'`,
+          r.id,
+          r.deviceId,
+          r.contentId,
+          r.kids,
+          r.policy,
+          r.kind,
+          r.issuedAt,
+          r.expiresAt,
+          r.renewals,
+        ) > 0,
+    );
+  }
+
+  getLicense(id: string, deviceId: string): Promise<LicenseRow | undefined> {
+    return this.op(() =>
+      this.one<LicenseRow>(
+        `SELECT ${LICENSE_COLUMNS} FROM licenses WHERE id = ? AND device_id = ?`,
+        id,
+        deviceId,
+      ),
+    );
+  }
+
+  releaseLicense(id: string, deviceId: string, at: number): Promise<LicenseRelease> {
+    return this.op(() =>
+      this.tx((): LicenseRelease => {
+        const released = this.run(
+          `UPDATE licenses SET status = 'released', released_at = ?
+           WHERE id = ? AND device_id = ? AND status = 'active'`,
+          at,
+          id,
+          deviceId,
+        );
+        if (released > 0) return 'released';
+        const row = this.one(
+          `SELECT 1 AS x FROM licenses WHERE id = ? AND device_id = ?`,
+          id,
+          deviceId,
+        );
+        return row ? 'already-released' : 'unknown';
+      }),
+    );
+  }
+
+  countLicenses(): Promise<number> {
+    return this.op(() => this.one<{ n: number }>(`SELECT COUNT(*) AS n FROM licenses`)?.n ?? 0);
+  }
+
+  putAccount(r: AccountRow): Promise<AccountRow> {
+    return this.op(() =>
+      this.tx(() => {
+        this.run(
+          `INSERT INTO accounts (id, domain_id, service_id, max_devices, revision,
+            domain_public_key, sealed_domain_key, service_hold, created_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT(id) DO UPDATE SET service_id = excluded.service_id,
+            max_devices = excluded.max_devices, service_hold = excluded.service_hold`,
+          r.id,
+          r.domainId,
+          r.serviceId,
+          r.maxDevices,
+          r.revision,
+          r.domainPublicKey,
+          r.sealedDomainKey,
+          r.serviceHold,
+          r.createdAt,
+        );
+        const stored = this.account(r.id);
+        if (!stored) throw kwError('STORE_FAILED', `account ${r.id} vanished`);
+        return stored;
+      }),
+    );
+  }
+
+  getAccount(id: string): Promise<AccountRow | undefined> {
+    return this.op(() => this.account(id));
+  }
+
+  listAccounts(): Promise<AccountRow[]> {
+    return this.op(() =>
+      this.all<AccountRow>(`SELECT ${ACCOUNT_COLUMNS} FROM accounts ORDER BY id`),
+    );
+  }
+
+  accountOfDevice(deviceId: string): Promise<AccountRow | undefined> {
+    return this.op(() =>
+      this.one<AccountRow>(
+        `SELECT ${ACCOUNT_COLUMNS.replace(/(^|,\s*)(\w+)/g, '$1a.$2')} FROM accounts a
+         JOIN domain_members m ON m.account_id = a.id WHERE m.device_id = ?
+         ORDER BY m.joined_at LIMIT 1`,
+        deviceId,
+      ),
+    );
+  }
+
+  getDomain(accountId: string): Promise<DomainRows | undefined> {
+    // A deferred transaction: both reads see one snapshot (WAL), and no write lock is taken.
+    return this.op(() =>
+      this.db.transaction(() => {
+        const account = this.account(accountId);
+        return account && { account, members: this.members(accountId) };
+      })(),
+    );
+  }
+
+  joinDomain(j: DomainJoin): Promise<DomainJoinResult> {
+    return this.op(() =>
+      this.tx((): DomainJoinResult => {
+        const account = this.account(j.accountId);
+        if (!account || (j.domainId !== '' && j.domainId !== account.domainId))
+          return { status: 'unknown-account' };
+        const members = this.members(account.id);
+        const rejoined = members.some((m) => m.deviceId === j.deviceId);
+        if (!rejoined && members.length >= account.maxDevices) return { status: 'full', account };
+        this.run(
+          `INSERT INTO domain_members (account_id, device_id, friendly_name, joined_at)
+           VALUES (?, ?, ?, ?) ON CONFLICT(account_id, device_id)
+           DO UPDATE SET friendly_name = excluded.friendly_name`,
+          account.id,
+          j.deviceId,
+          j.friendlyName,
+          j.at,
+        );
+        return { status: 'joined', account, rejoined };
+      }),
+    );
+  }
+
+  rotateDomainKey(r: DomainKeyRotation): Promise<DomainKeyRotationResult> {
+    return this.op(() => {
+      try {
+        return this.tx((): DomainKeyRotationResult => {
+          if (!this.account(r.accountId)) return 'unknown-account';
+          if (
+            r.removeDeviceId !== undefined &&
+            this.run(
+              `DELETE FROM domain_members WHERE account_id = ? AND device_id = ?`,
+              r.accountId,
+              r.removeDeviceId,
+            ) === 0
+          )
+            return 'not-member';
+          const rotated = this.run(
+            `UPDATE accounts SET revision = ?, domain_public_key = ?, sealed_domain_key = ?
+             WHERE id = ? AND revision = ?`,
+            r.expectedRevision + 1,
+            r.publicKey,
+            r.sealedKey,
+            r.accountId,
+            r.expectedRevision,
+          );
+          // Roll the member removal back too: the caller retries both on the new revision.
+          if (rotated === 0) throw new LostRace();
+          return 'rotated';
+        });
+      } catch (err) {
+        if (err instanceof LostRace) return 'stale-revision';
+        throw err;
+      }
+    });
   }
 }

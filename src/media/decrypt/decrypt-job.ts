@@ -26,6 +26,12 @@ export interface DecryptOptions {
   readonly keys: readonly ContentKey[];
   /** The AES implementation; defaults to the native addon (an error when it cannot load). */
   readonly cipherFactory?: SampleCipherFactory;
+  /**
+   * Refuse up front unless every KID the file declares has a key (default true: a file job
+   * then fails before writing anything). False checks per sample instead, for a live
+   * segment whose samples all use a rotated key, while its tenc still names the first one.
+   */
+  readonly requireAllKeys?: boolean;
   /** Run the codec checks that detect a wrong key (default true). */
   readonly verifyKey?: boolean;
   /** Bytes per read (default 2 MiB). */
@@ -72,10 +78,11 @@ export async function decryptSources(
       tracks.set(t.id, protectedTrack(t, trackCryptoDefaults(t)));
     if (tracks.size === 0)
       throw kwError('CONTENT_NOT_PROTECTED', 'no track of the input is encrypted');
-    keys.requireAll([
-      ...[...tracks.values()].flatMap((p) => declaredKids(p.defaults)),
-      ...scan.fragmentKids,
-    ]);
+    if (opts.requireAllKeys !== false)
+      keys.requireAll([
+        ...[...tracks.values()].flatMap((p) => declaredKids(p.defaults)),
+        ...scan.fragmentKids,
+      ]);
     const writer = new DecryptWriter(sources, sink, scan, tracks, new CipherGroups(keys), opts);
     const encryptedSamples = await writer.run();
     return {

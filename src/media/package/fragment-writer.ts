@@ -1,9 +1,14 @@
 import { kwError } from '../../errors/index.js';
 import { ByteWriter } from '../bytes.js';
-import type { SampleEncryptionInfo, TrackEncryption } from '../cenc-types.js';
+import type {
+  ProtectionSystemHeader,
+  SampleEncryptionInfo,
+  TrackEncryption,
+} from '../cenc-types.js';
 import {
   FRAGMENT_GROUP_INDEX_BASE,
   sampleInfoSize,
+  writePssh,
   writeSaio,
   writeSaiz,
   writeSampleToGroup,
@@ -69,16 +74,22 @@ interface Patches {
  * tfdt, one trun, then the encryption boxes) and one 'mdat' holding each track's samples
  * contiguously in traf order. Returns the buffers to write in order: moof + mdat header,
  * then the payloads (not copied).
+ *
+ * @param pssh 'pssh' boxes for the moof (ISO/IEC 23001-7 §8.1 allows them in 'moof'),
+ *   written after 'mfhd' and before the trafs: live streams announce the keys of the
+ *   current and the next key period this way.
  */
 export function writeFragment(
   sequenceNumber: number,
   trafs: readonly TrackFragmentPlan[],
+  pssh: readonly ProtectionSystemHeader[] = [],
 ): Uint8Array[] {
   const w = new ByteWriter(4096);
   const patches: Patches = { dataOffsets: [], auxOffsets: [] };
   let mdatOffset = 0;
   w.box('moof', (moof) => {
     moof.fullBox('mfhd', 0, 0, (b) => b.u32(sequenceNumber));
+    for (const p of pssh) writePssh(moof, p);
     for (const traf of trafs) {
       writeTraf(moof, traf, patches, mdatOffset);
       mdatOffset += traf.data.reduce((n, d) => n + d.length, 0);

@@ -35,6 +35,19 @@ export interface PackageOptions {
   readonly licenseUrl?: string;
   /** Policy name suggested to the license server. */
   readonly policyHint?: string;
+  /**
+   * Live streams: every moof carries a keywarden pssh (version 1) and a W3C common pssh
+   * listing the KIDs of the fragment's key period and of the next one, so that a player
+   * learns the next KID while the current key still plays (docs/key-rotation.md).
+   */
+  readonly psshInMoof?: boolean;
+  /**
+   * With `psshInMoof`: entry p is an embedded leaf license (a signed EMBEDDED_LICENSE
+   * envelope) placed in the keywarden pssh data of every fragment of key period p (period
+   * p = fragments p·rotateEvery .. (p+1)·rotateEvery − 1; one period without rotation keys).
+   * There must be one entry per key period; an empty entry means none for that period.
+   */
+  readonly embeddedLicenses?: readonly Uint8Array[];
   /** Who does the AES (injectable for tests); default: the native addon, node:crypto when it cannot load. */
   readonly cipherFactory?: SampleCipherFactory;
   /** Source of random IVs (injectable for deterministic tests). */
@@ -49,6 +62,35 @@ export interface ResolvedPackageOptions extends PackageOptions {
   readonly rotateEvery: number;
   readonly fragmentMs: number;
   readonly contentId: string;
+  readonly psshInMoof: boolean;
+  readonly embeddedLicenses: readonly Uint8Array[];
+}
+
+/** Largest embedded license accepted in a pssh (real ones are 2-4 KiB): 256 KiB. */
+export const MAX_EMBEDDED_LICENSE_BYTES = 256 * 1024;
+
+function checkEmbeddedLicenses(opts: PackageOptions): readonly Uint8Array[] {
+  const licenses = opts.embeddedLicenses ?? [];
+  if (licenses.length > 0 && !opts.psshInMoof)
+    throw kwError('CLI_USAGE', 'embedded licenses travel in moof pssh boxes: add --pssh-in-moof');
+  const big = licenses.findIndex((l) => l.length > MAX_EMBEDDED_LICENSE_BYTES);
+  if (big >= 0)
+    throw kwError(
+      'CLI_USAGE',
+      `embedded license ${big + 1} is ${licenses[big]!.length} bytes; the limit is ${MAX_EMBEDDED_LICENSE_BYTES}`,
+    );
+  return licenses;
+}
+
+/**
+ * The key period of fragment `index` (0-based): fragments take turns in periods of
+ * `rotateEvery` when there are rotation keys; without them the whole stream is period 0.
+ */
+export function keyPeriodOf(
+  opts: Pick<ResolvedPackageOptions, 'rotationKeys' | 'rotateEvery'>,
+  index: number,
+): number {
+  return opts.rotationKeys.length === 0 ? 0 : Math.floor(index / opts.rotateEvery);
 }
 
 function checkKey(k: ContentKey, what: string): void {
@@ -94,5 +136,14 @@ export function resolvePackageOptions(opts: PackageOptions): ResolvedPackageOpti
   const fragmentMs = opts.fragmentMs ?? DEFAULT_FRAGMENT_MS;
   checkPositiveInteger(fragmentMs, '--fragment-ms', 1);
   const contentId = opts.contentId ?? path.basename(opts.input, path.extname(opts.input));
-  return { ...opts, rotationKeys, rotateEvery, fragmentMs, contentId };
+  const embeddedLicenses = checkEmbeddedLicenses(opts);
+  return {
+    ...opts,
+    rotationKeys,
+    rotateEvery,
+    fragmentMs,
+    contentId,
+    psshInMoof: opts.psshInMoof ?? false,
+    embeddedLicenses,
+  };
 }

@@ -17,6 +17,7 @@ import { Fragmenter, type FragmentCut } from './fragmenter.js';
 import { writeInitSegment, type InitTrack } from './init-segment.js';
 import { CipherPool, KeySchedule, type ContentKey } from './key-schedule.js';
 import {
+  keyPeriodOf,
   resolvePackageOptions,
   type PackageOptions,
   type ResolvedPackageOptions,
@@ -47,6 +48,10 @@ export interface PackageReport {
   readonly kids: readonly string[];
   /** Which cipher implementation did the AES. */
   readonly cipher: string;
+  /** Key periods of the stream (1 without rotation keys). */
+  readonly keyPeriods: number;
+  /** True when every moof carries pssh boxes (live streams, `psshInMoof`). */
+  readonly psshInMoof: boolean;
 }
 
 /** One output track while packaging. */
@@ -72,6 +77,8 @@ export async function packageFile(options: PackageOptions): Promise<PackageRepor
     const source = await openSampleSource(file);
     const jobs = planJobs(source.movie.tracks, opts, ciphers);
     const expected = await countFragments(source, jobs, opts);
+    const periods = expected === 0 ? 0 : keyPeriodOf(opts, expected - 1) + 1;
+    checkEmbeddedCount(opts, periods);
     out = await AtomicFile.create(opts.output);
     const kids = contentKids(opts);
     const init = writeInitSegment({
@@ -82,10 +89,10 @@ export async function packageFile(options: PackageOptions): Promise<PackageRepor
     await out.write(init);
     const withIndex = expected > 0 && expected <= MAX_SIDX_REFERENCES;
     if (withIndex) await out.write(new Uint8Array(segmentIndexSize(expected)));
-    const fragments = await writeFragments(file, source, jobs, opts, out);
+    const fragments = await writeFragments(file, source, jobs, opts, out, expected);
     if (withIndex) await out.write(segmentIndex(fragments, expected, leadTrack(jobs)), init.length);
     await out.commit();
-    return report(opts, jobs, fragments.length, kids, factory.name);
+    return report(opts, jobs, fragments.length, kids, factory.name, periods);
   } catch (err) {
     await out?.abort();
     throw err;
@@ -93,6 +100,39 @@ export async function packageFile(options: PackageOptions): Promise<PackageRepor
     ciphers.close();
     await file.close();
   }
+}
+
+/**
+ * How many fragments {@link packageFile} will write for `options` (a dry run over the
+ * input's sample tables; nothing is encrypted or written). Live packaging uses it to size
+ * key periods and issue one embedded license per period before packaging.
+ */
+export async function countPackageFragments(options: PackageOptions): Promise<number> {
+  const opts = resolvePackageOptions(options);
+  const file = await FileSource.open(opts.input);
+  const ciphers = new CipherPool({ name: 'none', create: noCipher });
+  try {
+    const source = await openSampleSource(file);
+    return await countFragments(source, planJobs(source.movie.tracks, opts, ciphers), opts);
+  } finally {
+    ciphers.close();
+    await file.close();
+  }
+}
+
+function noCipher(): never {
+  throw new Error('internal: a dry run does not encrypt');
+}
+
+/** One embedded license per key period, or none at all. */
+function checkEmbeddedCount(opts: ResolvedPackageOptions, periods: number): void {
+  const n = opts.embeddedLicenses.length;
+  if (n > 0 && n !== periods)
+    throw kwError(
+      'CLI_USAGE',
+      `the stream has ${periods} key period(s) but ${n} embedded license(s) were given; give one per period`,
+      { periods, embeddedLicenses: n },
+    );
 }
 
 /** The native addon when it loads, else node:crypto (same results, slower). */
@@ -193,6 +233,41 @@ function psshBoxes(opts: ResolvedPackageOptions, kids: Uint8Array[]): Protection
   ];
 }
 
+/**
+ * The pssh boxes of fragment `index` in a live stream: keywarden's (version 1, KIDs and
+ * PsshData with the period's embedded license, if any) and the W3C common pssh, both
+ * listing the KIDs of the fragment's key period, then those of the next period when the
+ * stream has one, so that a player acquires the next key before the first sample needing it.
+ */
+export function fragmentPssh(
+  opts: ResolvedPackageOptions,
+  jobs: readonly { readonly encryptor?: Pick<TrackEncryptor, 'kidFor'> | undefined }[],
+  index: number,
+  fragmentCount: number,
+): ProtectionSystemHeader[] {
+  const encryptors = jobs.flatMap((j) => (j.encryptor ? [j.encryptor] : []));
+  const period = keyPeriodOf(opts, index);
+  const nextStart = (period + 1) * opts.rotateEvery;
+  const hasNext = opts.rotationKeys.length > 0 && nextStart < fragmentCount;
+  const seen = new Set<string>();
+  const kids = [
+    ...encryptors.map((e) => e.kidFor(index)),
+    ...(hasNext ? encryptors.map((e) => e.kidFor(nextStart)) : []),
+  ].filter((kid) => !seen.has(toHex(kid)) && seen.add(toHex(kid)) !== undefined);
+  const data = encodePsshData({
+    keyIds: kids,
+    contentId: opts.contentId,
+    licenseUrl: opts.licenseUrl ?? '',
+    policyHint: opts.policyHint ?? '',
+    protectionScheme: opts.scheme,
+    embeddedLicense: opts.embeddedLicenses[period] ?? new Uint8Array(0),
+  });
+  return [
+    { version: 1, systemId: fromUuid(SYSTEM_IDS.keywarden), kids, data },
+    { version: 1, systemId: fromUuid(SYSTEM_IDS.common), kids, data: new Uint8Array(0) },
+  ];
+}
+
 /** The track fragments are cut on: the first video track, else the first encrypted one. */
 function leadTrack(jobs: readonly TrackJob[]): TrackJob {
   const lead =
@@ -227,6 +302,7 @@ async function writeFragments(
   jobs: readonly TrackJob[],
   opts: ResolvedPackageOptions,
   out: AtomicFile,
+  expected: number,
 ): Promise<FragmentSummary[]> {
   const lead = leadTrack(jobs);
   const fragmenter = newFragmenter(jobs, lead, opts.fragmentMs);
@@ -234,7 +310,8 @@ async function writeFragments(
   const emit = async (cuts: FragmentCut[]): Promise<void> => {
     for (const cut of cuts) {
       let size = 0;
-      for (const buf of await fragmentBuffers(file, cut, jobs)) {
+      const pssh = opts.psshInMoof ? fragmentPssh(opts, jobs, cut.index, expected) : [];
+      for (const buf of await fragmentBuffers(file, cut, jobs, pssh)) {
         await out.write(buf);
         size += buf.length;
       }
@@ -293,6 +370,7 @@ async function fragmentBuffers(
   file: ByteSource,
   cut: FragmentCut,
   jobs: readonly TrackJob[],
+  pssh: readonly ProtectionSystemHeader[],
 ): Promise<Uint8Array[]> {
   const plans: TrackFragmentPlan[] = [];
   for (const job of jobs) {
@@ -321,7 +399,7 @@ async function fragmentBuffers(
       ...(encryption && { encryption }),
     });
   }
-  return writeFragment(cut.index + 1, plans);
+  return writeFragment(cut.index + 1, plans, pssh);
 }
 
 /** Reads samples back to back into one buffer, one read per run of adjacent samples. */
@@ -349,6 +427,7 @@ function report(
   fragments: number,
   kids: Uint8Array[],
   cipher: string,
+  keyPeriods: number,
 ): PackageReport {
   return {
     scheme: opts.scheme,
@@ -363,5 +442,7 @@ function report(
     })),
     kids: kids.map(toHex),
     cipher,
+    keyPeriods,
+    psshInMoof: opts.psshInMoof,
   };
 }

@@ -35,6 +35,11 @@ export class TrackEncryptor {
     return this.opts.params;
   }
 
+  /** The KID this track's samples use in fragment `index` (0-based). */
+  kidFor(index: number): Uint8Array {
+    return this.opts.schedule.keyFor(index).key.kid;
+  }
+
   /** The track's 'tenc' defaults: the default KID, pattern, IV size and constant IV. */
   get defaults(): TrackEncryption {
     return this.encryptionFor(this.opts.schedule.defaultKey);

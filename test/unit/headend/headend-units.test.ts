@@ -10,7 +10,15 @@ import { DEFAULT_POLICY } from '../../../src/headend/policy/policy-spec.js';
 import { policyToProto } from '../../../src/headend/policy/policy-proto.js';
 import { KeySealer } from '../../../src/headend/sealing.js';
 import { accountHint, expiryOf } from '../../../src/headend/services/license-builder.js';
-import { compareVersions, isSemver } from '../../../src/headend/settings.js';
+import { FLAG_FIELDS } from '../../../src/cli/commands/headend.js';
+import {
+  applyFlags,
+  canonicalFlag,
+  FLAG_NAMES,
+  flagsOfSettings,
+  withoutFlags,
+} from '../../../src/headend/flags.js';
+import { compareVersions, DEFAULT_SETTINGS, isSemver } from '../../../src/headend/settings.js';
 import { openSqliteStore } from '../../../src/headend/store/open-store.js';
 
 const code = (fn: () => unknown): string | undefined => {
@@ -151,22 +159,44 @@ describe('secrets at rest', () => {
   });
 });
 
+describe('server flags', () => {
+  it('lists the same flags in the CLI and the head-end', () => {
+    expect([...FLAG_FIELDS]).toEqual(FLAG_NAMES);
+  });
+
+  it('checks values, and maps settings to flags and back', () => {
+    expect(canonicalFlag('min-agent-version', 'v1.2.3')).toBe('1.2.3');
+    expect(canonicalFlag('provision-limit', ' 7 ')).toBe('7');
+    expect(code(() => canonicalFlag('provision-limit', '0'))).toBe('CLI_USAGE');
+    expect(code(() => canonicalFlag('min-agent-version', '1.2'))).toBe('CLI_USAGE');
+    expect(code(() => canonicalFlag('nope', '1'))).toBe('CLI_USAGE');
+    expect(flagsOfSettings({ provisioningLimit: 3, maxSkewMs: 5 })).toEqual([
+      ['provision-limit', '3'],
+    ]);
+    expect(withoutFlags({ provisioningLimit: 3, minAgentVersion: '1.0.0', maxSkewMs: 5 })).toEqual({
+      maxSkewMs: 5,
+    });
+    const s = applyFlags(DEFAULT_SETTINGS, {
+      'provision-limit': '4',
+      'min-agent-version': 'garbage',
+      unknown: 'x',
+    });
+    expect(s.provisioningLimit).toBe(4);
+    expect(s.minAgentVersion).toBe(DEFAULT_SETTINGS.minAgentVersion);
+  });
+});
+
 describe('store', () => {
-  it('migrates once, runs WAL, and keeps nonces unique', async () => {
+  it('migrates once, runs WAL, keeps nonces unique across connections, fails coded', async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'kw-store-'));
     const a = await openSqliteStore(dir);
     const b = await openSqliteStore(dir);
-    expect(a.schemaVersion()).toBe(1);
-    expect(a.rememberNonce('n1', 10, 0)).toBe(true);
-    expect(b.rememberNonce('n1', 10, 0)).toBe(false);
-    expect(() =>
-      a.transaction(() => {
-        a.putPolicy('p', '{}', 1);
-        throw new Error('rollback');
-      }),
-    ).toThrow('rollback');
-    expect(b.getPolicy('p')).toBeUndefined();
-    a.close();
-    b.close();
+    expect(await a.schemaVersion()).toBe(2);
+    expect(await a.rememberNonce('n1', 10, 0)).toBe(true);
+    expect(await b.rememberNonce('n1', 10, 0)).toBe(false);
+    await a.close();
+    await a.close();
+    await expect(a.getPolicy('p')).rejects.toMatchObject({ code: 'STORE_FAILED' });
+    await b.close();
   });
 });
