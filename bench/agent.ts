@@ -49,6 +49,7 @@ const CHILD = `
 const t = () => performance.now();
 const { Agent } = await import(process.env.KW_DIST + '/agent/agent.js');
 const { fixedSource } = await import(process.env.KW_DIST + '/crypto/hardware-identity.js');
+const tImported = t();
 const { readFile } = await import('node:fs/promises');
 const c = JSON.parse(process.env.KW_CONFIG);
 const agent = await Agent.create({
@@ -61,18 +62,20 @@ const agent = await Agent.create({
 });
 const init = await readFile(c.init);
 const fragment = await readFile(c.fragment);
+const marks = { imported: tImported, created: t() };
 const session = await agent.openSession(init, { autoAcquire: false });
+marks.session = t();
 const clear = await session.decryptFragment(fragment);
 const firstSampleMs = t();
 if (clear.length < fragment.length / 2) throw new Error('nothing decrypted');
-process.stdout.write(JSON.stringify({ firstSampleMs }) + '\\n');
+process.stdout.write(JSON.stringify({ firstSampleMs, ...marks }) + '\\n');
 await agent.close();
 `;
 
 /** The agent bench. */
 export async function runAgent(): Promise<Record<string, unknown>> {
   console.error('bench agent: building dist/ for the child processes ...');
-  execFileSync('npm', ['run', '-s', 'build'], { cwd: ROOT, stdio: 'inherit' });
+  execFileSync('npm', ['run', '-s', 'build'], { cwd: ROOT, stdio: ['ignore', 2, 2] }); // stdout is the report's
   const work = mkdtempSync(path.join(os.tmpdir(), 'kw-bench-agent-'));
   const headend = await Headend.open({ dataDir: path.join(work, 'headend'), env: {} });
   const server = await startHeadendServer(headend, { port: 0, host: '127.0.0.1' });
@@ -146,12 +149,15 @@ export async function runAgent(): Promise<Record<string, unknown>> {
     };
     const inProcess: number[] = [];
     const spawnToSample: number[] = [];
+    const stages: Record<string, number[]> = {};
     for (let i = 0; i < 12; i++) {
       const t0 = performance.now();
       const out = await run(['--input-type=module', '-e', CHILD], childEnv);
       const wall = performance.now() - t0;
       if (i < 2) continue; // page cache warm-up
-      inProcess.push((JSON.parse(out.trim()) as { firstSampleMs: number }).firstSampleMs);
+      const child = JSON.parse(out.trim()) as Record<string, number>;
+      inProcess.push(child.firstSampleMs!);
+      for (const [k, v] of Object.entries(child)) (stages[k] ??= []).push(v);
       spawnToSample.push(wall);
     }
     const coldStart = {
@@ -159,6 +165,9 @@ export async function runAgent(): Promise<Record<string, unknown>> {
       medianMs: round(quantile(inProcess, 0.5)),
       maxMs: round(Math.max(...inProcess)),
       medianSpawnToExitMs: round(quantile(spawnToSample, 0.5)),
+      medianStagesMs: Object.fromEntries(
+        Object.entries(stages).map(([k, v]) => [k, round(quantile(v, 0.5))]),
+      ),
       targetMedianMs: 300,
       note: 'performance.now() in the child at the first decrypted fragment (Node counts from process start); offline, license stored',
     };

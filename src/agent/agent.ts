@@ -15,16 +15,11 @@ import type { DeviceCredentials } from './device-credentials.js';
 import { DomainManager, type DomainInfo } from './domain-manager.js';
 import type { AgentEvents } from './events.js';
 import { Individualizer } from './individualization.js';
-import {
-  parseInitData,
-  sniffInitDataType,
-  type ContentHeader,
-  type InitDataType,
-} from './init-data.js';
+import type { ContentHeader, InitDataType } from './init-data.js';
 import { LicenseManager } from './license-manager.js';
 import type { OutputInput } from './policy/types.js';
 import { httpTransport, type ProtocolTransport } from './protocol-transport.js';
-import { Session, type SessionOptions } from './session.js';
+import type { Session, SessionOptions } from './session.js';
 import type { ServiceClientOptions } from './signed-exchange.js';
 
 const v1 = keywarden.v1;
@@ -115,6 +110,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentContext {
       defaultUrl: config.domainUrl,
       client: () => this.serviceClient('domain'),
       now: () => this.trustedOrWallNow(),
+      retry: config.retry,
     });
     this.licenses = new LicenseManager(this, store);
     this.domain = {
@@ -233,6 +229,11 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentContext {
     opts: SessionOptions & { initDataType?: InitDataType; signal?: AbortSignal } = {},
   ): Promise<Session> {
     this.ensureOpen();
+    // The media stack loads with the first session: an idle agent service stays small.
+    const [{ Session }, { parseInitData, sniffInitDataType }] = await Promise.all([
+      import('./session.js'),
+      import('./init-data.js'),
+    ]);
     const header = parseInitData(initData, opts.initDataType);
     const isInitSegment = (opts.initDataType ?? sniffInitDataType(initData)) === 'mp4';
     const session = new Session(

@@ -3,6 +3,7 @@ import type { KeyObject } from 'node:crypto';
 import { pkcs8Of } from '../crypto/ecdsa.js';
 import { kwError } from '../errors/index.js';
 import { DomainClient, type DomainMembership } from './domain-client.js';
+import { DEFAULT_RETRY, withRetry, type RetryPolicy } from './retry.js';
 import type { ServiceClientOptions } from './signed-exchange.js';
 import { SealedState } from './sealed-state.js';
 
@@ -38,6 +39,8 @@ export interface DomainManagerOptions {
   readonly client: () => Promise<ServiceClientOptions>;
   /** Trusted time, ms (join times). */
   readonly now: () => number;
+  /** Retries of transient failures (network, 5xx). */
+  readonly retry?: RetryPolicy;
 }
 
 const CONTEXT = 'keywarden/v1 agent domains';
@@ -64,6 +67,10 @@ export class DomainManager {
   private memberships = new Map<string, StoredMembership>();
   private keys = new Map<string, KeyObject>();
   private pending = new Map<string, Promise<DomainInfo>>();
+
+  private get retry(): RetryPolicy {
+    return this.opts.retry ?? DEFAULT_RETRY;
+  }
 
   constructor(private readonly opts: DomainManagerOptions) {
     this.state = new SealedState(opts.file, opts.storageKey, CONTEXT);
@@ -120,7 +127,7 @@ export class DomainManager {
     const m = this.memberships.get(domainId);
     if (!m) throw kwError('NOT_A_DOMAIN_MEMBER', `this device is not in domain ${domainId}`);
     const client = new DomainClient({ ...(await this.opts.client()), domainUrl: m.domainUrl });
-    await client.leave(domainId, m.accountId, signal);
+    await withRetry(() => client.leave(domainId, m.accountId, signal), this.retry, signal);
     this.memberships.delete(domainId);
     this.keys.delete(domainId);
     await this.save();
@@ -136,7 +143,11 @@ export class DomainManager {
     if (!domainUrl)
       throw kwError('CONFIG_INVALID', 'no domain controller URL: set domainUrl in the config');
     const client = new DomainClient({ ...(await this.opts.client()), domainUrl });
-    const got: DomainMembership = await client.join({ accountId, friendlyName }, opts.signal);
+    const got: DomainMembership = await withRetry(
+      () => client.join({ accountId, friendlyName }, opts.signal),
+      this.retry,
+      opts.signal,
+    );
     const stored: StoredMembership = {
       domainId: got.domainId,
       accountId: got.accountId || accountId,

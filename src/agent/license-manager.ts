@@ -4,7 +4,7 @@ import { keywarden } from '../protocol/generated/proto.js';
 import type { LicenseStore, UsageState } from '../store/index.js';
 import type { AgentContext } from './agent-context.js';
 import { openEmbeddedLicense } from './embedded-license.js';
-import { parseInitData, type ContentHeader, type InitDataType } from './init-data.js';
+import type { ContentHeader, InitDataType } from './init-data.js';
 import { unwrapLicense } from './license-keys.js';
 import { LicenseExchange, verifyStoredLicense, type AcquiredLicense } from './license-exchange.js';
 import { evaluate } from './policy/evaluate.js';
@@ -161,8 +161,8 @@ export class LicenseManager {
    * domain-required answer (6041) joins the named domain and retries once; a refused
    * certificate re-individualizes and retries once.
    */
-  acquire(req: AcquireRequest): Promise<AcquireResult> {
-    const header = this.headerOf(req);
+  async acquire(req: AcquireRequest): Promise<AcquireResult> {
+    const header = await this.headerOf(req);
     const url = this.licenseUrlFor(header, req.serverUrl);
     const key = JSON.stringify([header.kids, header.contentId, url, !!req.persist]);
     let p = this.inflight.get(key);
@@ -173,8 +173,9 @@ export class LicenseManager {
     return p;
   }
 
-  private headerOf(req: AcquireRequest): ContentHeader {
+  private async headerOf(req: AcquireRequest): Promise<ContentHeader> {
     if (req.initData) {
+      const { parseInitData } = await import('./init-data.js');
       const parsed = parseInitData(req.initData, req.initDataType);
       return req.contentId ? { ...parsed, contentId: req.contentId } : parsed;
     }

@@ -126,10 +126,10 @@ describe('keywarden agent', () => {
       '--name',
       'den',
     );
-    expect(joined.code).toBe(0);
+    expect(joined.code, joined.err).toBe(0);
     expect(joined.out).toContain('joined domain');
     const left = await run('agent', 'domain', 'leave', '--config', config);
-    expect(left.code).toBe(0);
+    expect(left.code, left.err).toBe(0);
     expect(left.out).toContain('left domain');
   });
 

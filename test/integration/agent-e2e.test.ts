@@ -109,6 +109,13 @@ beforeAll(async () => {
     'can-persist': 'true',
   });
   await a.setPolicy('household', { 'domain-bound': 'true', 'can-persist': 'true' });
+  await a.setPolicy('renewable', {
+    'license-duration': '1h',
+    'can-renew': 'true',
+    'renewal-delay': '30m',
+    'renewal-retry': '5m',
+    'renewal-recovery': '2h',
+  });
   await a.addRoot('sub-basic', 'sub-root');
   await a.addRoot('sub-premium', 'sub-root');
   for (const [n, policy] of [
@@ -117,6 +124,7 @@ beforeAll(async () => {
     [3, 'rental'],
     [4, 'leaf'],
     [5, 'household'],
+    [6, 'renewable'],
   ] as const)
     await a.addContentKey({ kid: kidOf(n), key: keyOf(n), policy, contentId: `title-${n}` });
   await a.createDomain('family-1', { maxDevices: 2 });
@@ -296,6 +304,54 @@ describe('agent against the real head-end', () => {
     expect(await differencesFromClear(await session.decryptFragment(clip))).toEqual([]);
     // Renewed ahead of its end: the lead time puts the next renewal before expiry.
     expect(r!.renewAtMs!).toBeLessThan(r!.playableUntilMs!);
+  });
+
+  it('renews a subscription root ahead of its end, while online', async () => {
+    const box = new Box(undefined, time.device());
+    const agent = await agentOn(box, { rootRenewalLeadMs: 2 * DAY });
+    const seen = events(agent);
+    const root = await agent.licenses.acquire({
+      contentId: 'sub-premium',
+      serverUrl: licenseUrl(),
+    });
+    const end = root.license.playableUntilMs!;
+    expect(root.license.renewAtMs).toBe(end - 2 * DAY);
+    time.advance(27 * DAY);
+    await agent.maintain();
+    expect(seen).not.toContain('renewing');
+    time.advance(DAY + HOUR); // inside the lead time
+    await agent.maintain();
+    expect(seen).toContain('renewed');
+    const [after] = await agent.licenses.select({ contentId: 'sub-premium' });
+    expect(after!.usable).toBe(true);
+    expect(after!.playableUntilMs!).toBeGreaterThan(end);
+  });
+
+  it('plays on inside the renewal recovery window while the server is unreachable, then stops', async () => {
+    const box = new Box(undefined, time.device());
+    const agent = await agentOn(box);
+    const clip = await packageClip(work, 'renewable', {
+      kid: kidOf(6),
+      key: keyOf(6),
+      licenseUrl: licenseUrl(),
+      contentId: 'title-6',
+    });
+    const session = await agent.openSession(clip);
+    const [first] = await agent.licenses.select(kidOf(6));
+    // Renewal 30 min after issue; playable at worst until the hour plus the 2 h recovery.
+    expect(first!.playableUntilMs! - first!.renewAtMs!).toBe(30 * 60_000 + 2 * HOUR);
+    box.cable.connected = false;
+    time.advance(90 * 60_000); // 30 min past the license's hour: renewals fail
+    await agent.maintain();
+    expect(await differencesFromClear(await session.decryptFragment(clip))).toEqual([]);
+    time.advance(2 * HOUR); // past the 2 h recovery window
+    const err = await refusal(session.decryptFragment(clip));
+    expect(err.code).toBe('RENEWAL_FAILED');
+    // Back online: the next retry renews it, and it plays again.
+    box.cable.connected = true;
+    time.advance(5 * 60_000);
+    await agent.maintain();
+    expect(await differencesFromClear(await session.decryptFragment(clip))).toEqual([]);
   });
 
   it('a leaf plays with either of its two roots', async () => {
