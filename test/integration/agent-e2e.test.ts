@@ -128,6 +128,7 @@ beforeAll(async () => {
   ] as const)
     await a.addContentKey({ kid: kidOf(n), key: keyOf(n), policy, contentId: `title-${n}` });
   await a.createDomain('family-1', { maxDevices: 2 });
+  await a.createDomain('family-2', { maxDevices: 3 });
 });
 
 afterAll(async () => {
@@ -390,6 +391,29 @@ describe('agent against the real head-end', () => {
       serverUrl: licenseUrl(),
     });
     expect(third.license.usable).toBe(true);
+  });
+
+  it('renews its domain membership when the operator removes a device and the key rotates', async () => {
+    const [boxA, boxB] = [new Box(undefined, time.device()), new Box(undefined, time.device())];
+    const [a, b] = [await agentOn(boxA), await agentOn(boxB)];
+    const account = '{"account":"family-2"}';
+    await a.licenses.acquire({ keyIds: [kidOf(5)], serverUrl: licenseUrl(), customData: account });
+    await b.domain.join('family-2', 'bedroom');
+    const before = a.domain.list()[0]!.revision;
+    // The operator removes B: the domain key rotates, A's revision is now outdated.
+    await he.headend.admin.removeDomainDevice('family-2', b.status().deviceId!);
+    const seen = events(a);
+    const renewing: string[] = [];
+    a.on('renewing-domain', (e) => renewing.push(e.accountId));
+    const again = await a.licenses.acquire({
+      keyIds: [kidOf(5)],
+      serverUrl: licenseUrl(),
+      customData: account,
+    });
+    expect(renewing).toEqual(['family-2']);
+    expect(seen).toContain('domain-joined');
+    expect(a.domain.list()[0]!.revision).toBeGreaterThan(before);
+    expect(again.license.usable).toBe(true);
   });
 
   it('releases securely: pending while the server is down, confirmed after a restart', async () => {
