@@ -1,7 +1,7 @@
 import {
   createPublicKey,
+  createECDH,
   diffieHellman,
-  generateKeyPairSync,
   hkdfSync,
   randomBytes,
   type KeyObject,
@@ -78,6 +78,15 @@ function aadOf(point: Uint8Array, context: string): Uint8Array {
   return Buffer.concat([Uint8Array.of(ECIES_VERSION), point, Buffer.from(context, 'utf8')]);
 }
 
+/** Recipients' points: exporting a KeyObject costs as much as the ECDH itself. */
+const POINTS = new WeakMap<KeyObject, Uint8Array>();
+
+function recipientPoint(recipient: KeyObject): Uint8Array {
+  let point = POINTS.get(recipient);
+  if (!point) POINTS.set(recipient, (point = publicPoint(recipient)));
+  return point;
+}
+
 /** Wraps `plaintext` to `recipient` (a P-256 public key), bound to `context`. */
 export function eciesWrap(
   recipient: KeyObject,
@@ -85,9 +94,11 @@ export function eciesWrap(
   context: string,
 ): Uint8Array {
   if (!isP256Key(recipient)) throw kwError('KEY_UNWRAP_FAILED', 'the recipient key is not P-256');
-  const eph = generateKeyPairSync('ec', { namedCurve: P256 });
-  const point = publicPoint(eph.publicKey);
-  const key = deriveKey(diffieHellman({ privateKey: eph.privateKey, publicKey: recipient }), point);
+  // The ephemeral key through the ECDH object: its public point comes out directly, with no
+  // KeyObject export (and no key-generation job whose finalizer could meet an export).
+  const eph = createECDH(P256);
+  const point = new Uint8Array(eph.generateKeys());
+  const key = deriveKey(eph.computeSecret(recipientPoint(recipient)), point);
   const iv = randomBytes(GCM_IV_BYTES);
   const { ciphertext, tag } = gcmSeal(key, iv, plaintext, aadOf(point, context));
   key.fill(0);
