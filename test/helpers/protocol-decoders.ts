@@ -22,6 +22,10 @@ export const UNTRUSTED_DECODERS = [
   ['DomainMembersRequest', v1.DomainMembersRequest],
   ['DomainMembersResponse', v1.DomainMembersResponse],
   ['License', v1.License],
+  ['RevocationList', v1.RevocationList],
+  ['FleetCommand', v1.FleetCommand],
+  ['CommandAck', v1.CommandAck],
+  ['DeviceStatus', v1.DeviceStatus],
   ['ErrorReply', v1.ErrorReply],
   ['PsshData', v1.PsshData],
 ] as unknown as readonly [string, MessageClass<unknown>][];
