@@ -251,6 +251,18 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentContext {
     return session;
   }
 
+  /**
+   * Applies an operator revocation (from the fleet channel, or any other trusted source):
+   * affected keys turn 'revoked' in open sessions at once and decryption refuses them;
+   * stored licenses are deleted; a revoked device loses every key and plays nothing.
+   */
+  async applyRevocations(r: Parameters<LicenseManager['applyRevocations']>[0]): Promise<string[]> {
+    const ids = await this.licenses.applyRevocations(r);
+    await Promise.all([...this.sessions].map((s) => s.refresh().catch(() => undefined)));
+    this.emit('revoked', { licenses: ids, device: this.licenses.deviceRevoked });
+    return ids;
+  }
+
   /** A status snapshot. */
   status(): AgentStatus {
     const clock = this.clock.status();

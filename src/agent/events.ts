@@ -38,6 +38,8 @@ export interface AgentEvents {
   released: [{ id: string }];
   /** A release could not be sent; it is retried later. */
   'release-failed': [{ id: string; error: KeywardenError }];
+  /** The operator revoked licenses (or this device); their keys stopped at once. */
+  revoked: [{ licenses: readonly string[]; device: boolean }];
   /** The wall clock went back (trusted time is unaffected). */
   'clock-rollback': [KeywardenError];
   /** A stored license could not be used (tampered, rolled back, foreign). */

@@ -502,7 +502,15 @@ export class LicenseManager {
     kid: string,
     applicationId?: string,
   ): Promise<{ status: KeyStatus; key?: Uint8Array; licenseId?: string; error?: KeywardenError }> {
-    const candidates = await this.candidates(kid);
+    let revokedLicense: { status: KeyStatus; error: KeywardenError; licenseId: string } | undefined;
+    const revokedKey = this.revocationOf(kid);
+    if (revokedKey) return { status: 'revoked', error: revokedKey };
+    const candidates = (await this.candidates(kid)).filter((h) => {
+      const err = this.revocationOf(kid, h);
+      if (err) revokedLicense ??= { status: 'revoked', error: err, licenseId: h.id };
+      return !err;
+    });
+    if (candidates.length === 0 && revokedLicense) return revokedLicense;
     if (candidates.length === 0)
       return {
         status: 'status-pending',
@@ -838,11 +846,75 @@ export class LicenseManager {
 
   private readonly embedded = new Map<string, string>();
 
-  /** Marks licenses revoked by the fleet (issue 5): their keys stop at once. */
-  markRevoked(ids: Iterable<string>): void {
-    for (const id of ids) {
+  /**
+   * Applies revocations from the operator (fleet revocation list or command): the keys of
+   * revoked licenses, key ids and content ids turn 'revoked' at once (LICENSE_REVOKED), and
+   * stored licenses they touch are deleted. A revoked device (`device: true`) loses every
+   * key and license and refuses to play. Idempotent: applying the same entries again changes
+   * nothing. Returns the ids of the licenses it revoked.
+   */
+  async applyRevocations(r: {
+    readonly licenses?: readonly string[];
+    readonly kids?: readonly string[];
+    readonly contentIds?: readonly string[];
+    readonly device?: boolean;
+  }): Promise<string[]> {
+    for (const id of r.licenses ?? []) this.revoked.licenses.add(id);
+    for (const kid of r.kids ?? []) this.revoked.kids.add(kid.toLowerCase());
+    for (const c of r.contentIds ?? []) this.revoked.contents.add(c);
+    if (r.device) this.revoked.device = true;
+    const touched = new Set<string>();
+    const consider = (id: string, kids: readonly string[], contentId: string): void => {
+      if (
+        this.revoked.device ||
+        this.revoked.licenses.has(id) ||
+        this.revoked.contents.has(contentId) ||
+        kids.some((k) => this.revoked.kids.has(k))
+      )
+        touched.add(id);
+    };
+    for (const h of this.held.values()) consider(h.id, this.kidsOf(h.license), h.license.contentId);
+    for (const e of this.store.list()) consider(e.id, e.kids, e.contentId);
+    for (const id of touched) {
       const h = this.held.get(id);
-      if (h) h.revoked = true;
+      if (h) {
+        h.revoked = true;
+        h.keys?.forEach((k) => k.fill(0));
+        h.rootKey?.fill(0);
+        h.keys = new Map();
+        delete h.rootKey;
+        h.persisted = false; // its file goes now; the record stays in memory as 'revoked'
+        this.remember(h);
+      }
+      if (this.store.entry(id)) await this.store.remove(id);
     }
+    return [...touched].sort();
+  }
+
+  /** True once the operator revoked this device: nothing plays. */
+  get deviceRevoked(): boolean {
+    return this.revoked.device;
+  }
+
+  private readonly revoked = {
+    licenses: new Set<string>(),
+    kids: new Set<string>(),
+    contents: new Set<string>(),
+    device: false,
+  };
+
+  /** The revocation that covers `kid` / `h`, if any. */
+  private revocationOf(kid: string, h?: Held): KeywardenError | undefined {
+    if (this.revoked.device)
+      return kwError('DEVICE_REVOKED', 'the operator revoked this device', { kid });
+    if (this.revoked.kids.has(kid))
+      return kwError('LICENSE_REVOKED', `the operator revoked key ${kid}`, { kid });
+    if (h && (h.revoked || this.revoked.licenses.has(h.id)))
+      return kwError('LICENSE_REVOKED', `the operator revoked license ${h.id}`, { id: h.id });
+    if (h && this.revoked.contents.has(h.license.contentId))
+      return kwError('LICENSE_REVOKED', `the operator revoked content ${h.license.contentId}`, {
+        contentId: h.license.contentId,
+      });
+    return undefined;
   }
 }

@@ -440,6 +440,41 @@ describe('agent against the real head-end', () => {
     expect(await again.licenses.select(kidOf(2))).toEqual([]);
   });
 
+  it('applies operator revocations: keys turn revoked in open sessions, stored licenses go', async () => {
+    const box = new Box(undefined, time.device());
+    const agent = await agentOn(box);
+    const clip = await packageClip(work, 'revoke', {
+      kid: kidOf(2),
+      key: keyOf(2),
+      licenseUrl: licenseUrl(),
+      contentId: 'title-2',
+    });
+    await agent.licenses.acquire({ contentId: 'title-2', serverUrl: licenseUrl(), persist: true });
+    const session = await agent.openSession(clip, { autoAcquire: false });
+    await session.decryptFragment(clip);
+    const changes: string[] = [];
+    session.on('keystatuseschange', (m) => changes.push(m.get(hex(kidOf(2)))!));
+    const ids = await agent.applyRevocations({ kids: [hex(kidOf(2))] });
+    expect(ids).toHaveLength(1);
+    expect(changes).toEqual(['revoked']);
+    expect((await refusal(session.decryptFragment(clip))).code).toBe('LICENSE_REVOKED');
+    expect(agent.store.list()).toEqual([]);
+    // Idempotent, and a revoked device plays nothing at all.
+    expect(await agent.applyRevocations({ kids: [hex(kidOf(2))] })).toEqual(ids);
+    await agent.licenses.acquire({ keyIds: [kidOf(1)], serverUrl: licenseUrl() });
+    await agent.applyRevocations({ device: true });
+    const s1 = await agent.openSession(
+      await packageClip(work, 'revoke1', {
+        kid: kidOf(1),
+        key: keyOf(1),
+        licenseUrl: licenseUrl(),
+        contentId: 'title-1',
+      }),
+      { autoAcquire: false },
+    );
+    expect(s1.keyStatuses().get(hex(kidOf(1)))).toBe('revoked');
+  });
+
   it('passes the request filter headers and returns the service custom data', async () => {
     const box = new Box(undefined, time.device());
     const seenHeaders: string[] = [];

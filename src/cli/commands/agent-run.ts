@@ -49,6 +49,7 @@ const LOGGED: Partial<Record<keyof AgentEvents, 'info' | 'warn' | 'error'>> = {
   released: 'info',
   'release-failed': 'warn',
   'clock-rollback': 'warn',
+  revoked: 'warn',
   'store-problem': 'error',
   problem: 'error',
 };
