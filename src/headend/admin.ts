@@ -13,6 +13,7 @@ import {
 } from './services/embedded-licenses.js';
 import { putRoot } from './services/root-keys.js';
 import type { DeviceRow } from './store/repository.js';
+import { RevocationLists } from './fleet/revocation-lists.js';
 
 /** A content key to register. */
 export interface ContentKeyInput {
@@ -181,6 +182,8 @@ export class HeadendAdmin {
   async revokeDevice(id: string, reason: string): Promise<DeviceSummary> {
     const revoked = await this.ctx.store.revokeDevice(id, this.ctx.clock(), reason);
     if (!revoked) throw kwError('UNKNOWN_DEVICE', `no device ${id}`, { deviceId: id });
+    // Also on the fleet revocation list, so the device wipes itself when it hears of it.
+    await new RevocationLists(this.ctx).revoke('device', id, reason);
     return summarize(revoked.device);
   }
 

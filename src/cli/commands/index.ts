@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { registerAgent } from './agent.js';
 import { registerDecrypt } from './decrypt.js';
 import { registerDemo } from './demo.js';
+import { registerFleet } from './fleet.js';
 import { registerHeadend } from './headend.js';
 import { registerInspect } from './inspect.js';
 import { registerPackage } from './package.js';
@@ -14,4 +15,5 @@ export function registerCommands(program: Command): void {
   registerInspect(program);
   registerHeadend(program);
   registerAgent(program);
+  registerFleet(program);
 }

@@ -2,6 +2,7 @@ import cluster, { type Worker } from 'node:cluster';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { kwError } from '../../errors/index.js';
+import type { FleetOptions, RunningFleet } from '../fleet/fleet-service.js';
 import { withoutFlags } from '../flags.js';
 import type { HeadendOptions } from '../headend.js';
 import { Headend } from '../index.js';
@@ -33,6 +34,22 @@ export interface ClusterOptions extends WorkerConfig {
   readonly watchdogMs?: number;
   /** Where the primary reports replaced and killed workers; default stderr. */
   readonly log?: (line: string) => void;
+  /**
+   * Run the fleet side (embedded MQTT broker unless `mqttUrl`, and the publisher) in the
+   * primary; false: none. Default: what {@link setDefaultClusterFleet} set (the CLI's
+   * `keywarden headend` options), else none.
+   */
+  readonly fleet?: FleetOptions | false;
+}
+
+let defaultFleet: FleetOptions | false = false;
+
+/**
+ * The fleet options {@link runHeadendCluster} uses when its caller gives none: set by the
+ * CLI from `keywarden headend --mqtt-url/--mqtt-port/--fleet-prefix/--no-fleet`.
+ */
+export function setDefaultClusterFleet(opts: FleetOptions | false): void {
+  defaultFleet = opts;
 }
 
 /** A running cluster. */
@@ -40,6 +57,8 @@ export interface HeadendCluster {
   readonly url: string;
   readonly port: number;
   readonly workers: number;
+  /** The MQTT broker URL of the fleet side, when it runs. */
+  readonly mqttUrl: string | undefined;
   /** Process ids of the workers running now. */
   pids(): number[];
   /**
@@ -125,7 +144,23 @@ export async function runHeadendCluster(opts: ClusterOptions): Promise<HeadendCl
     dataDir: opts.dataDir,
     ...(opts.settings && { settings: opts.settings }),
   });
-  await seed.close();
+  // The broker and the publisher run in the primary alone (workers serve HTTP); the
+  // publisher keeps its own connection to the data dir.
+  const fleetOpts = opts.fleet ?? defaultFleet;
+  let fleet: RunningFleet | undefined;
+  if (fleetOpts) {
+    try {
+      fleet = await seed.startFleet({ log, ...fleetOpts });
+    } catch (err) {
+      await seed.close();
+      throw err;
+    }
+  } else await seed.close();
+  const stopFleet = async (): Promise<void> => {
+    if (!fleet) return;
+    await fleet.close().catch((err: unknown) => log(`headend: fleet: ${(err as Error).message}`));
+    await seed.close();
+  };
   const count = Math.max(1, opts.workers ?? os.availableParallelism());
   const entry = workerEntry();
   cluster.setupPrimary({ exec: entry, execArgv: workerExecArgv(entry), silent: false });
@@ -198,6 +233,7 @@ export async function runHeadendCluster(opts: ClusterOptions): Promise<HeadendCl
       url: ready.url,
       port: ready.port,
       workers: count,
+      mqttUrl: fleet?.mqttUrl,
       pids: () => [...workers].flatMap((w) => w.process.pid ?? []),
       close: () =>
         (closed ??= (async () => {
@@ -205,6 +241,7 @@ export async function runHeadendCluster(opts: ClusterOptions): Promise<HeadendCl
           clearInterval(heartbeat);
           await Promise.all([...workers].map((w) => stopWorker(w, stopTimeoutMs, log)));
           cluster.off('exit', onExit);
+          await stopFleet();
         })()),
     };
   } catch (err) {
@@ -212,6 +249,7 @@ export async function runHeadendCluster(opts: ClusterOptions): Promise<HeadendCl
     clearInterval(heartbeat);
     await Promise.all([...workers].map((w) => stopWorker(w, stopTimeoutMs, log)));
     cluster.off('exit', onExit);
+    await stopFleet();
     throw err;
   }
 }

@@ -148,6 +148,12 @@ async function serveGet(s: Serving, path: string, res: http.ServerResponse): Pro
     send(s, res, 200, 'application/json', Buffer.from(body));
     return true;
   }
+  if (path === '/v1/fleet/revocations') {
+    // The devices' pull fallback: the latest signed list, the same bytes as the retained one.
+    const list = await s.headend.fleet.lists.latest();
+    send(s, res, 200, PROTOBUF_TYPE, list.signed);
+    return true;
+  }
   if (path === '/v1/pki/root') {
     send(s, res, 200, 'application/pkix-cert', s.headend.rootCertificate);
     return true;

@@ -9,7 +9,7 @@ import type { DomainController } from './domain-controller.js';
 import { authenticateDevice, type DeviceRequest } from './device-auth.js';
 import { LicenseBuilder, type LicensePlan } from './license-builder.js';
 import { isSignedRefusal, licenseErrorOf, refuse } from './refusal.js';
-import { resolveRequest } from './content-resolver.js';
+import { resolveRequest, type LicenseTarget } from './content-resolver.js';
 
 const v1 = keywarden.v1;
 const RequestType = v1.LicenseRequest.RequestType;
@@ -79,6 +79,7 @@ export class LicenseService {
       licenseId: target.root ? target.root.id : randomBytes(16).toString('hex'),
       requestedType: body.requestedType,
     };
+    await this.refuseRevoked(plan.licenseId, target);
     return this.builder.build(req, body, plan, 0);
   }
 
@@ -106,8 +107,26 @@ export class LicenseService {
       throw kwError('SERVICE_SPECIFIC', `license ${row.id} may not be renewed`, {
         customData: 'renewal not allowed by policy',
       });
+    await this.refuseRevoked(row.id, target);
     const plan: LicensePlan = { ...target, licenseId: row.id, requestedType: body.requestedType };
     return this.builder.build(req, body, plan, row.renewals + 1);
+  }
+
+  /**
+   * Refuses (LICENSE_REVOKED, 6053, signed) a license whose id, any of its KIDs or its
+   * content id is on the revocation list (`keywarden fleet revoke`).
+   */
+  private async refuseRevoked(licenseId: string, target: LicenseTarget): Promise<void> {
+    const hits = await this.ctx.store.findRevocations({
+      licenseIds: [licenseId],
+      kids: target.keys.map((k) => k.kid),
+      contentIds: target.contentId ? [target.contentId] : [],
+    });
+    const hit = hits[0];
+    if (hit)
+      throw refuse('LICENSE_REVOKED', `${hit.kind} ${hit.value} is revoked: ${hit.reason}`, {
+        customData: hit.reason,
+      });
   }
 
   /**

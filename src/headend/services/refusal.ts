@@ -51,6 +51,7 @@ const SIGNED_REFUSALS = new Set<string>([
   'DECODE_FAILED',
   'LICENSE_WRONG_DEVICE',
   'LICENSE_RELEASED',
+  'LICENSE_REVOKED',
 ]);
 
 /** True when `err` becomes a signed refusal rather than an HTTP error. */

@@ -48,4 +48,27 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX provisioning_events_at ON provisioning_events(at);
   CREATE INDEX domain_members_device ON domain_members(device_id);
   `,
+  // 3: fleet (issue 5): revocation entries, issued revocation lists (the list number is the
+  // highest issued; `revision` counts entry changes so a publisher knows a list is due),
+  // device fleet status and queued commands with their last ack.
+  `
+  CREATE TABLE revocations (
+    kind TEXT NOT NULL, value TEXT NOT NULL, revoked_at INTEGER NOT NULL,
+    reason TEXT NOT NULL, revision INTEGER NOT NULL, PRIMARY KEY (kind, value));
+  CREATE TABLE fleet_state (id INTEGER PRIMARY KEY CHECK (id = 1), revision INTEGER NOT NULL);
+  INSERT INTO fleet_state (id, revision) VALUES (1, 0);
+  CREATE TABLE revocation_lists (
+    number INTEGER PRIMARY KEY, revision INTEGER NOT NULL, issued_at INTEGER NOT NULL,
+    next_update INTEGER NOT NULL, signed BLOB NOT NULL);
+  CREATE TABLE fleet_devices (
+    device_id TEXT PRIMARY KEY, online INTEGER NOT NULL DEFAULT 0,
+    agent_version TEXT NOT NULL DEFAULT '', license_count INTEGER NOT NULL DEFAULT 0,
+    list_number INTEGER NOT NULL DEFAULT 0, output_status TEXT NOT NULL DEFAULT '',
+    reported_at INTEGER NOT NULL DEFAULT 0, updated_at INTEGER NOT NULL);
+  CREATE TABLE fleet_commands (
+    id TEXT PRIMARY KEY, device_id TEXT NOT NULL, action INTEGER NOT NULL,
+    argument TEXT NOT NULL, created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL,
+    published_at INTEGER, acked_at INTEGER, ack_ok INTEGER, ack_code INTEGER, ack_message TEXT);
+  CREATE INDEX fleet_commands_device ON fleet_commands(device_id, created_at);
+  `,
 ];

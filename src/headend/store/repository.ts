@@ -167,6 +167,159 @@ export interface HeadendRepository {
    * `UPDATE accounts … WHERE id = $1 AND revision = $2`; roll back when either touched no row.
    */
   rotateDomainKey(rotation: DomainKeyRotation): Promise<DomainKeyRotationResult>;
+
+  // Fleet (issue 5): revocation lists, commands, device status. docs/headend.md "Fleet".
+
+  /**
+   * Records a revocation entry unless (kind, value) is already revoked (then nothing is
+   * written, the first time and reason are kept, and `added` is false). A new entry bumps
+   * the fleet revision, so that the publisher issues a new list. One transaction.
+   */
+  addRevocation(row: RevocationInput): Promise<{ added: boolean; revision: number }>;
+  /** Every revocation entry, oldest first. */
+  listRevocations(): Promise<RevocationRow[]>;
+  /** The entries among these values (one round trip; the license server's check). */
+  findRevocations(query: RevocationQuery): Promise<RevocationRow[]>;
+  /**
+   * One snapshot (one read transaction) of what a new list is built from: every entry, the
+   * fleet revision and the latest issued list.
+   */
+  revocationSnapshot(): Promise<RevocationSnapshot>;
+  /** The latest issued list (highest number), if any. */
+  latestRevocationList(): Promise<IssuedListRow | undefined>;
+  /**
+   * Records an issued list, compare-and-set on the list number: 'recorded' only when the
+   * latest issued number is still `row.number - 1` (0: none), 'stale' otherwise (another
+   * process issued meanwhile; nothing written). PostgreSQL: primary key on number plus the
+   * check in one transaction.
+   */
+  recordRevocationList(row: IssuedListRow): Promise<'recorded' | 'stale'>;
+
+  /** Queues a command for a device. */
+  queueFleetCommand(row: FleetCommandInput): Promise<void>;
+  /**
+   * Commands not acked and not expired at `now` (of one device, or all), oldest first; with
+   * `unpublishedOnly`, only those never published.
+   */
+  pendingFleetCommands(
+    now: number,
+    opts?: { deviceId?: string; unpublishedOnly?: boolean },
+  ): Promise<FleetCommandRow[]>;
+  /** Marks a command published (the first time is kept). */
+  markFleetCommandPublished(id: string, at: number): Promise<void>;
+  /**
+   * Records a device's ack: of a command (its outcome; false when the command is unknown or
+   * for another device), and in every case the list number the device applied (never
+   * lowered). One transaction.
+   */
+  recordFleetAck(ack: FleetAckInput): Promise<boolean>;
+  /**
+   * Records a device status unless an equally new or newer one is stored ('stale'): a
+   * retained status redelivered after a reconnect changes nothing. One statement.
+   */
+  recordDeviceStatus(status: DeviceStatusInput): Promise<'recorded' | 'stale'>;
+  /** Marks a device offline (its broker last will). */
+  markDeviceOffline(deviceId: string, at: number): Promise<void>;
+  /** Fleet status of every device that reported, by id. */
+  listFleetDevices(): Promise<FleetDeviceRow[]>;
+}
+
+/** Kinds of revocation entries (RevocationEntry.Kind, lowercase). */
+export type RevocationKind = 'device' | 'license' | 'key' | 'content';
+
+/** A revocation to record. */
+export interface RevocationInput {
+  readonly kind: RevocationKind;
+  /** Device id, license id, KID (32 lowercase hex digits) or content id. */
+  readonly value: string;
+  readonly revokedAt: number;
+  readonly reason: string;
+}
+
+/** A stored revocation; `revision` is the fleet revision its recording made. */
+export interface RevocationRow extends RevocationInput {
+  readonly revision: number;
+}
+
+/** Values to look up among the revocations. */
+export interface RevocationQuery {
+  readonly deviceIds?: readonly string[];
+  readonly licenseIds?: readonly string[];
+  readonly kids?: readonly string[];
+  readonly contentIds?: readonly string[];
+}
+
+/** An issued, signed revocation list. */
+export interface IssuedListRow {
+  readonly number: number;
+  /** The fleet revision it covers. */
+  readonly revision: number;
+  readonly issuedAt: number;
+  readonly nextUpdate: number;
+  /** The SignedMessage (FLEET_REVOCATION_LIST) bytes. */
+  readonly signed: Buffer;
+}
+
+/** What a list is built from. */
+export interface RevocationSnapshot {
+  readonly entries: RevocationRow[];
+  readonly revision: number;
+  readonly latest: IssuedListRow | undefined;
+}
+
+/** A command to queue (`action`: FleetCommand.Action number). */
+export interface FleetCommandInput {
+  readonly id: string;
+  readonly deviceId: string;
+  readonly action: number;
+  readonly argument: string;
+  readonly createdAt: number;
+  readonly expiresAt: number;
+}
+
+/** A stored command with its publication and last ack. */
+export interface FleetCommandRow extends FleetCommandInput {
+  readonly publishedAt: number | null;
+  readonly ackedAt: number | null;
+  readonly ackOk: boolean | null;
+  readonly ackCode: number | null;
+  readonly ackMessage: string | null;
+}
+
+/** A verified ack. */
+export interface FleetAckInput {
+  readonly deviceId: string;
+  /** Empty for an ack of a revocation list. */
+  readonly commandId: string;
+  readonly ok: boolean;
+  readonly errorCode: number;
+  readonly message: string;
+  readonly listNumber: number;
+  readonly at: number;
+}
+
+/** A verified status. */
+export interface DeviceStatusInput {
+  readonly deviceId: string;
+  readonly online: boolean;
+  readonly agentVersion: string;
+  readonly licenseCount: number;
+  readonly listNumber: number;
+  readonly outputStatus: string;
+  readonly reportedAt: number;
+  readonly at: number;
+}
+
+/** A device's fleet status. */
+export interface FleetDeviceRow {
+  readonly deviceId: string;
+  readonly online: boolean;
+  readonly agentVersion: string;
+  readonly licenseCount: number;
+  readonly listNumber: number;
+  readonly outputStatus: string;
+  readonly reportedAt: number;
+  readonly updatedAt: number;
 }
 
 /** A certificate and sealed private key of an operator service (root CA, license server...). */

@@ -11,12 +11,22 @@ import type {
   DomainKeyRotation,
   DomainKeyRotationResult,
   DomainRows,
+  DeviceStatusInput,
+  FleetAckInput,
+  FleetCommandInput,
+  FleetCommandRow,
+  FleetDeviceRow,
   HeadendRepository,
+  IssuedListRow,
   LicenseRelease,
   LicenseRow,
   MemberRow,
   ProvisioningAdmission,
   ProvisioningAttempt,
+  RevocationInput,
+  RevocationQuery,
+  RevocationRow,
+  RevocationSnapshot,
   RootRow,
   ServiceIdentityRow,
 } from './repository.js';
@@ -35,6 +45,14 @@ const ACCOUNT_COLUMNS = `id, domain_id AS domainId, service_id AS serviceId,
 const LICENSE_COLUMNS = `id, device_id AS deviceId, content_id AS contentId, kids, policy, kind,
   issued_at AS issuedAt, expires_at AS expiresAt, status, renewals, released_at AS releasedAt`;
 const ROOT_COLUMNS = `id, policy, sealed_secret AS sealedSecret, created_at AS createdAt`;
+const REVOCATION_COLUMNS = `kind, value, revoked_at AS revokedAt, reason, revision`;
+const LIST_COLUMNS = `number, revision, issued_at AS issuedAt, next_update AS nextUpdate, signed`;
+const COMMAND_COLUMNS = `id, device_id AS deviceId, action, argument, created_at AS createdAt,
+  expires_at AS expiresAt, published_at AS publishedAt, acked_at AS ackedAt, ack_ok AS ackOk,
+  ack_code AS ackCode, ack_message AS ackMessage`;
+const FLEET_DEVICE_COLUMNS = `device_id AS deviceId, online, agent_version AS agentVersion,
+  license_count AS licenseCount, list_number AS listNumber, output_status AS outputStatus,
+  reported_at AS reportedAt, updated_at AS updatedAt`;
 const MEMBER_COLUMNS = `account_id AS accountId, device_id AS deviceId,
   friendly_name AS friendlyName, joined_at AS joinedAt`;
 
@@ -594,5 +612,226 @@ export class SqliteStore implements HeadendRepository {
         throw err;
       }
     });
+  }
+
+  // Fleet.
+
+  private latestList(): IssuedListRow | undefined {
+    return this.one<IssuedListRow>(
+      `SELECT ${LIST_COLUMNS} FROM revocation_lists ORDER BY number DESC LIMIT 1`,
+    );
+  }
+
+  private fleetRevision(): number {
+    return this.one<{ r: number }>(`SELECT revision AS r FROM fleet_state WHERE id = 1`)?.r ?? 0;
+  }
+
+  addRevocation(r: RevocationInput): Promise<{ added: boolean; revision: number }> {
+    return this.op(() =>
+      this.tx(() => {
+        const exists = this.one(
+          `SELECT 1 AS x FROM revocations WHERE kind = ? AND value = ?`,
+          r.kind,
+          r.value,
+        );
+        if (exists) return { added: false, revision: this.fleetRevision() };
+        this.run(`UPDATE fleet_state SET revision = revision + 1 WHERE id = 1`);
+        const revision = this.fleetRevision();
+        this.run(
+          `INSERT INTO revocations (kind, value, revoked_at, reason, revision)
+           VALUES (?, ?, ?, ?, ?)`,
+          r.kind,
+          r.value,
+          r.revokedAt,
+          r.reason,
+          revision,
+        );
+        return { added: true, revision };
+      }),
+    );
+  }
+
+  listRevocations(): Promise<RevocationRow[]> {
+    return this.op(() =>
+      this.all<RevocationRow>(
+        `SELECT ${REVOCATION_COLUMNS} FROM revocations ORDER BY revision, kind, value`,
+      ),
+    );
+  }
+
+  findRevocations(q: RevocationQuery): Promise<RevocationRow[]> {
+    return this.op(() => {
+      const wanted: [string, readonly string[]][] = [
+        ['device', q.deviceIds ?? []],
+        ['license', q.licenseIds ?? []],
+        ['key', q.kids ?? []],
+        ['content', q.contentIds ?? []],
+      ];
+      const out: RevocationRow[] = [];
+      for (const [kind, values] of wanted) {
+        const list = values.filter((v) => v !== '');
+        if (list.length === 0) continue;
+        out.push(
+          ...this.all<RevocationRow>(
+            `SELECT ${REVOCATION_COLUMNS} FROM revocations
+             WHERE kind = ? AND value IN (${list.map(() => '?').join(',')})`,
+            kind,
+            ...list,
+          ),
+        );
+      }
+      return out;
+    });
+  }
+
+  revocationSnapshot(): Promise<RevocationSnapshot> {
+    return this.op(() =>
+      this.db.transaction(() => ({
+        entries: this.all<RevocationRow>(
+          `SELECT ${REVOCATION_COLUMNS} FROM revocations ORDER BY revision, kind, value`,
+        ),
+        revision: this.fleetRevision(),
+        latest: this.latestList(),
+      }))(),
+    );
+  }
+
+  latestRevocationList(): Promise<IssuedListRow | undefined> {
+    return this.op(() => this.latestList());
+  }
+
+  recordRevocationList(row: IssuedListRow): Promise<'recorded' | 'stale'> {
+    return this.op(() =>
+      this.tx(() => {
+        if ((this.latestList()?.number ?? 0) !== row.number - 1) return 'stale';
+        this.run(
+          `INSERT INTO revocation_lists (number, revision, issued_at, next_update, signed)
+           VALUES (?, ?, ?, ?, ?)`,
+          row.number,
+          row.revision,
+          row.issuedAt,
+          row.nextUpdate,
+          row.signed,
+        );
+        return 'recorded';
+      }),
+    );
+  }
+
+  queueFleetCommand(c: FleetCommandInput): Promise<void> {
+    return this.op(() => {
+      this.run(
+        `INSERT INTO fleet_commands (id, device_id, action, argument, created_at, expires_at)
+         VALUES (?, ?, ?, ?, ?, ?)`,
+        c.id,
+        c.deviceId,
+        c.action,
+        c.argument,
+        c.createdAt,
+        c.expiresAt,
+      );
+    });
+  }
+
+  pendingFleetCommands(
+    now: number,
+    opts: { deviceId?: string; unpublishedOnly?: boolean } = {},
+  ): Promise<FleetCommandRow[]> {
+    return this.op(() => {
+      const rows = this.all<Omit<FleetCommandRow, 'ackOk'> & { ackOk: number | null }>(
+        `SELECT ${COMMAND_COLUMNS} FROM fleet_commands
+         WHERE acked_at IS NULL AND expires_at > ?
+           AND (? IS NULL OR device_id = ?) AND (? = 0 OR published_at IS NULL)
+         ORDER BY created_at, id`,
+        now,
+        opts.deviceId ?? null,
+        opts.deviceId ?? null,
+        opts.unpublishedOnly ? 1 : 0,
+      );
+      return rows.map((r) => ({ ...r, ackOk: r.ackOk === null ? null : Boolean(r.ackOk) }));
+    });
+  }
+
+  markFleetCommandPublished(id: string, at: number): Promise<void> {
+    return this.op(() => {
+      this.run(
+        `UPDATE fleet_commands SET published_at = ? WHERE id = ? AND published_at IS NULL`,
+        at,
+        id,
+      );
+    });
+  }
+
+  recordFleetAck(a: FleetAckInput): Promise<boolean> {
+    return this.op(() =>
+      this.tx(() => {
+        this.run(
+          `INSERT INTO fleet_devices (device_id, online, list_number, updated_at)
+           VALUES (?, 1, ?, ?) ON CONFLICT(device_id) DO UPDATE SET
+            list_number = MAX(fleet_devices.list_number, excluded.list_number),
+            updated_at = excluded.updated_at`,
+          a.deviceId,
+          a.listNumber,
+          a.at,
+        );
+        if (a.commandId === '') return true;
+        return (
+          this.run(
+            `UPDATE fleet_commands SET acked_at = ?, ack_ok = ?, ack_code = ?, ack_message = ?
+             WHERE id = ? AND device_id = ?`,
+            a.at,
+            a.ok ? 1 : 0,
+            a.errorCode,
+            a.message,
+            a.commandId,
+            a.deviceId,
+          ) > 0
+        );
+      }),
+    );
+  }
+
+  recordDeviceStatus(st: DeviceStatusInput): Promise<'recorded' | 'stale'> {
+    return this.op(() =>
+      this.run(
+        `INSERT INTO fleet_devices (device_id, online, agent_version, license_count,
+          list_number, output_status, reported_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT(device_id) DO UPDATE SET online = excluded.online,
+          agent_version = excluded.agent_version, license_count = excluded.license_count,
+          list_number = MAX(fleet_devices.list_number, excluded.list_number),
+          output_status = excluded.output_status, reported_at = excluded.reported_at,
+          updated_at = excluded.updated_at
+         WHERE excluded.reported_at > fleet_devices.reported_at`,
+        st.deviceId,
+        st.online ? 1 : 0,
+        st.agentVersion,
+        st.licenseCount,
+        st.listNumber,
+        st.outputStatus,
+        st.reportedAt,
+        st.at,
+      ) > 0
+        ? 'recorded'
+        : 'stale',
+    );
+  }
+
+  markDeviceOffline(deviceId: string, at: number): Promise<void> {
+    return this.op(() => {
+      this.run(
+        `INSERT INTO fleet_devices (device_id, online, updated_at) VALUES (?, 0, ?)
+         ON CONFLICT(device_id) DO UPDATE SET online = 0, updated_at = excluded.updated_at`,
+        deviceId,
+        at,
+      );
+    });
+  }
+
+  listFleetDevices(): Promise<FleetDeviceRow[]> {
+    return this.op(() =>
+      this.all<Omit<FleetDeviceRow, 'online'> & { online: number }>(
+        `SELECT ${FLEET_DEVICE_COLUMNS} FROM fleet_devices ORDER BY device_id`,
+      ).map((r) => ({ ...r, online: Boolean(r.online) })),
+    );
   }
 }

@@ -27,7 +27,7 @@ const ALLOWED: Record<string, string[]> = {
 };
 
 /** Packages only the head-end may load (optionalDependencies; a device installs without them). */
-const HEADEND_ONLY_PACKAGES = ['better-sqlite3', '@peculiar/x509', 'reflect-metadata'];
+const HEADEND_ONLY_PACKAGES = ['better-sqlite3', '@peculiar/x509', 'reflect-metadata', 'aedes'];
 
 function sourceFiles(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {

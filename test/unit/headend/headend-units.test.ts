@@ -20,6 +20,7 @@ import {
 } from '../../../src/headend/flags.js';
 import { compareVersions, DEFAULT_SETTINGS, isSemver } from '../../../src/headend/settings.js';
 import { openSqliteStore } from '../../../src/headend/store/open-store.js';
+import { MIGRATIONS } from '../../../src/headend/store/migrations.js';
 
 const code = (fn: () => unknown): string | undefined => {
   try {
@@ -191,7 +192,7 @@ describe('store', () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'kw-store-'));
     const a = await openSqliteStore(dir);
     const b = await openSqliteStore(dir);
-    expect(await a.schemaVersion()).toBe(2);
+    expect(await a.schemaVersion()).toBe(MIGRATIONS.length);
     expect(await a.rememberNonce('n1', 10, 0)).toBe(true);
     expect(await b.rememberNonce('n1', 10, 0)).toBe(false);
     await a.close();
