@@ -12,6 +12,7 @@ import { LicenseStore } from '../store/index.js';
 import type { AgentContext } from './agent-context.js';
 import { resolveAgentConfig, type AgentConfig, type ResolvedAgentConfig } from './config.js';
 import type { DeviceCredentials } from './device-credentials.js';
+import type { FleetLink } from './fleet-link.js';
 import { DomainManager, type DomainInfo } from './domain-manager.js';
 import type { AgentEvents } from './events.js';
 import { Individualizer } from './individualization.js';
@@ -85,6 +86,8 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentContext {
   private readonly transport: ProtocolTransport;
   private readonly replayGuard = new ReplayGuard({ windowMs: 2 * DEFAULT_MAX_SKEW_MS });
   private readonly sessions = new Set<Session>();
+  /** The fleet channel, once connected (config.fleet). */
+  fleet: FleetLink | undefined;
   /** What opening the state found wrong (also emitted as events right after create). */
   startupProblems: readonly KeywardenError[] = [];
   /** Output protection verdict (issue 6 wires the output monitor here). */
@@ -207,6 +210,22 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentContext {
         (agent.emit as (e: string, p: unknown) => boolean)(event, payload);
     });
     if (config.autoMaintenance !== false) agent.schedule(0);
+    if (config.fleet) {
+      // The fleet channel signs with the device key: it starts once the device holds one.
+      if (agent.creds) await agent.startFleet(agent.creds);
+      else
+        agent.once('individualized', () =>
+          // After the individualization settles: its credentials are not handed out yet.
+          setImmediate(() => {
+            agent
+              .credentials()
+              .then((c) => agent.startFleet(c))
+              .catch((err: unknown) => {
+                if (isKeywardenError(err)) agent.emit('problem', err);
+              });
+          }),
+        );
+    }
     return agent;
   }
 
@@ -299,6 +318,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentContext {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await this.fleet?.stop().catch(() => undefined);
     if (this.timer) clearTimeout(this.timer);
     for (const s of this.sessions) s.close();
     await this.clock.checkpoint().catch(() => undefined);
@@ -351,6 +371,29 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentContext {
 
   // -------------------------------------------------------------------------------------
   // Internals
+
+  private async startFleet(creds: DeviceCredentials): Promise<void> {
+    if (this.fleet || this.closed || !this.config.fleet) return;
+    const { FleetLink } = await import('./fleet-link.js');
+    this.fleet = new FleetLink(
+      {
+        stateDir: this.config.stateDir,
+        storageKey: (p) => this.vault.storageKey(p),
+        trustedRoot: this.config.trustedRoot,
+        agentVersion: this.config.agentVersion,
+        licenses: this.licenses,
+        applyRevocations: (r) => this.applyRevocations(r),
+        now: () => this.trustedOrWallNow(),
+      },
+      creds,
+      this.config.fleet,
+    );
+    this.fleet.client.on('rejected', (e) => {
+      // The HTTP pull on every connect meets the list MQTT already delivered: not a problem.
+      if (!(e.source === 'http' && e.error.code === 'MESSAGE_STALE')) this.emit('problem', e.error);
+    });
+    await this.fleet.start();
+  }
 
   private async credentials(signal?: AbortSignal): Promise<DeviceCredentials> {
     if (this.creds) return this.creds;

@@ -12,6 +12,7 @@ import type { KeyVault } from '../crypto/key-vault.js';
 import type { TimeSource } from '../crypto/secure-clock.js';
 import { isKeywardenError, kwError } from '../errors/index.js';
 import { parseDurationMs } from '../io/durations.js';
+import type { FleetConfig } from './fleet-link.js';
 import type { ProtocolTransport } from './protocol-transport.js';
 import { DEFAULT_RETRY, type RetryPolicy } from './retry.js';
 
@@ -56,6 +57,8 @@ export interface AgentConfig {
    * of the whole state directory is detected. Default: `<stateDir>/licenses/rollback.kwc`.
    */
   readonly rollbackCounterFile?: string;
+  /** The fleet channel (revocations, commands, status over MQTT); off when absent. */
+  readonly fleet?: FleetConfig;
   /** Key vault (default: the software vault in the state directory). */
   readonly vault?: KeyVault;
   /** Request filter for custom headers. */
@@ -149,6 +152,16 @@ export interface AgentConfigFile {
   retry?: { attempts?: number; baseDelay?: string; maxDelay?: string };
   rootRenewalLead?: string;
   maintenanceInterval?: string;
+  /** The fleet channel; TLS files are paths relative to the config file. */
+  fleet?: {
+    url: string;
+    topicPrefix?: string;
+    protocolVersion?: 4 | 5;
+    pullUrl?: string;
+    username?: string;
+    password?: string;
+    tls?: { ca?: string; cert?: string; key?: string; servername?: string };
+  };
 }
 
 const KNOWN_SOURCES: Record<string, IdentitySource> = {
@@ -171,6 +184,7 @@ const FILE_KEYS = new Set([
   'retry',
   'rootRenewalLead',
   'maintenanceInterval',
+  'fleet',
   '$comment',
 ]);
 
@@ -207,6 +221,58 @@ function identitySources(v: unknown): IdentitySource[] | undefined {
 function duration(v: unknown, field: string): number | undefined {
   const s = str(v, field);
   return s === undefined ? undefined : parseDurationMs(s, 'CONFIG_INVALID', field);
+}
+
+async function readPem(base: string, file: string | undefined, field: string) {
+  if (file === undefined) return undefined;
+  const p = path.resolve(base, file);
+  try {
+    return await readFile(p);
+  } catch (err) {
+    throw kwError('CONFIG_INVALID', `${field}: cannot read ${p}`, { field }, err);
+  }
+}
+
+async function fleetSection(v: unknown, base: string): Promise<FleetConfig> {
+  if (!v || typeof v !== 'object' || Array.isArray(v))
+    throw kwError('CONFIG_INVALID', 'fleet must be an object');
+  const f = v as Record<string, unknown>;
+  for (const k of Object.keys(f))
+    if (
+      !['url', 'topicPrefix', 'protocolVersion', 'pullUrl', 'username', 'password', 'tls'].includes(
+        k,
+      )
+    )
+      throw kwError('CONFIG_INVALID', `unknown field 'fleet.${k}'`, { field: `fleet.${k}` });
+  const url = str(f.url, 'fleet.url', true)!;
+  if (!/^(mqtts?|wss?):\/\//.test(url))
+    throw kwError('CONFIG_INVALID', `fleet.url must be mqtt://, mqtts://, ws:// or wss://: ${url}`);
+  if (f.protocolVersion !== undefined && f.protocolVersion !== 4 && f.protocolVersion !== 5)
+    throw kwError('CONFIG_INVALID', 'fleet.protocolVersion must be 4 (MQTT 3.1.1) or 5');
+  checkUrl(str(f.pullUrl, 'fleet.pullUrl'), 'fleet.pullUrl', false);
+  const tlsRaw = (f.tls ?? {}) as Record<string, unknown>;
+  const [ca, cert, key] = await Promise.all([
+    readPem(base, str(tlsRaw.ca, 'fleet.tls.ca'), 'fleet.tls.ca'),
+    readPem(base, str(tlsRaw.cert, 'fleet.tls.cert'), 'fleet.tls.cert'),
+    readPem(base, str(tlsRaw.key, 'fleet.tls.key'), 'fleet.tls.key'),
+  ]);
+  const servername = str(tlsRaw.servername, 'fleet.tls.servername');
+  return {
+    url,
+    ...(f.topicPrefix !== undefined && { topicPrefix: str(f.topicPrefix, 'fleet.topicPrefix')! }),
+    ...(f.protocolVersion !== undefined && { protocolVersion: f.protocolVersion }),
+    ...(f.pullUrl !== undefined && { pullUrl: str(f.pullUrl, 'fleet.pullUrl')! }),
+    ...(f.username !== undefined && { username: str(f.username, 'fleet.username')! }),
+    ...(f.password !== undefined && { password: str(f.password, 'fleet.password')! }),
+    ...((ca || cert || key || servername) && {
+      tls: {
+        ...(ca && { ca }),
+        ...(cert && { cert }),
+        ...(key && { key }),
+        ...(servername && { servername }),
+      },
+    }),
+  };
 }
 
 /**
@@ -277,6 +343,7 @@ export async function loadAgentConfig(file: string): Promise<AgentConfig> {
     retry,
     rootRenewalLeadMs: duration(raw.rootRenewalLead, 'rootRenewalLead'),
     maintenanceIntervalMs: duration(raw.maintenanceInterval, 'maintenanceInterval'),
+    ...(raw.fleet !== undefined && { fleet: await fleetSection(raw.fleet, base) }),
   };
   try {
     resolveAgentConfig(config);

@@ -7,6 +7,7 @@ import { httpTransport, type ProtocolTransport } from '../../agent/protocol-tran
 import { fixedSource } from '../../crypto/hardware-identity.js';
 import type { TimeSource } from '../../crypto/secure-clock.js';
 import { isKeywardenError, kwError } from '../../errors/index.js';
+import { parseBoxes } from '../../media/box.js';
 import { packageFile } from '../../media/package/packager.js';
 import { compareSamples, digestSamples, digestSamplesOf } from '../../media/sample-digest.js';
 
@@ -58,6 +59,24 @@ class DemoNetwork implements ProtocolTransport {
   }
 }
 
+/** Splits a fragmented MP4 into its init segment (ftyp+moov) and its moof+mdat pairs. */
+function splitFragments(file: Buffer): { init: Buffer; fragments: Buffer[] } {
+  const top = parseBoxes(file, 0, file.length, { containers: new Set() });
+  const moov = top.find((b) => b.type === 'moov');
+  const fragments: Buffer[] = [];
+  top.forEach((b, i) => {
+    const mdat = top[i + 1];
+    if (b.type === 'moof' && mdat?.type === 'mdat')
+      fragments.push(file.subarray(b.offset, mdat.offset + mdat.size));
+  });
+  return { init: file.subarray(0, moov ? moov.offset + moov.size : 0), fragments };
+}
+
+async function waitUntil(cond: () => boolean, timeoutMs: number): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!cond() && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+}
+
 const codeOf = (err: unknown): string =>
   isKeywardenError(err) ? `error ${err.number} ${err.code}` : String(err);
 
@@ -81,6 +100,7 @@ export async function agentFlow(clip: string, work: string, line: DemoLine): Pro
     clock: clock.now,
   });
   const server = await mod.startHeadendServer(headend, { port: 0, host: '127.0.0.1' });
+  const fleet = await headend.startFleet({ mqttPort: 0, prefix: 'demo', pollMs: 100 });
   const licenseUrl = `${server.url}/v1/license`;
   let failed = 0;
   const check = (ok: boolean, text: string): void => {
@@ -102,6 +122,12 @@ export async function agentFlow(clip: string, work: string, line: DemoLine): Pro
     transport: network,
     time: clock.device(),
     autoMaintenance: false,
+    fleet: {
+      url: fleet.mqttUrl,
+      topicPrefix: 'demo',
+      protocolVersion: 4, // the embedded broker speaks MQTT 3.1.1
+      pullUrl: `${server.url}/v1/fleet/revocations`,
+    },
     friendlyName: 'demo box',
   };
   let agent = await Agent.create(config);
@@ -203,7 +229,52 @@ export async function agentFlow(clip: string, work: string, line: DemoLine): Pro
       'release while offline stays pending; the server confirms it once back online',
     );
 
-    // 5. Revocation: the operator revokes the box; the license server refuses it.
+    // 5. Fleet revocation mid-stream: the operator revokes the title's key over MQTT.
+    const liveKid = randomBytes(16);
+    const live = await admin.addContentKey({
+      kid: liveKid,
+      contentId: 'demo-live',
+      policy: 'offline',
+    });
+    const liveFile = path.join(work, 'live.mp4');
+    await packageFile({
+      input: clip,
+      output: liveFile,
+      scheme: 'cenc',
+      key: { kid: liveKid, key: Buffer.from(live.key ?? '', 'hex') },
+      contentId: 'demo-live',
+      licenseUrl,
+      fragmentMs: 1000,
+    });
+    const { init, fragments } = splitFragments(await readFile(liveFile));
+    const liveSession = await agent.openSession(init);
+    let played = 0;
+    let stoppedBy = '';
+    let revokedAt = 0;
+    for (const [i, fragment] of fragments.entries()) {
+      if (i === 2) {
+        await waitUntil(() => agent.fleet?.client.connected === true, 5000);
+        revokedAt = Date.now();
+        await headend.fleet.revoke('key', liveKid.toString('hex'), 'demo: key leaked');
+        await waitUntil(
+          () => liveSession.keyStatuses().get(liveKid.toString('hex')) === 'revoked',
+          5000,
+        );
+      }
+      try {
+        await liveSession.decryptFragment(fragment);
+        played++;
+      } catch (err) {
+        stoppedBy = codeOf(err);
+        break;
+      }
+    }
+    check(
+      played === 2 && stoppedBy.includes('LICENSE_REVOKED'),
+      `fleet revocation over MQTT stops playback mid-stream: fragments 1-2 played, fragment 3 refused (${stoppedBy}); ${Date.now() - revokedAt} ms from revoke to refusal`,
+    );
+
+    // 6. Revocation: the operator revokes the box; the license server refuses it.
     const deviceId = agent.status().deviceId ?? '';
     await admin.revokeDevice(deviceId, 'demo: box reported stolen');
     try {
@@ -217,6 +288,7 @@ export async function agentFlow(clip: string, work: string, line: DemoLine): Pro
     }
   } finally {
     await agent.close();
+    await fleet.close();
     await server.close();
     await headend.close();
   }

@@ -114,6 +114,7 @@ describe('configuration file', () => {
     retry: { attempts: 3, baseDelay: '100ms', maxDelay: '2s' },
     rootRenewalLead: '2h',
     requestHeaders: { authorization: 'Bearer x' },
+    fleet: { url: 'mqtts://broker:8883', protocolVersion: 4, tls: { ca: 'root.der' } },
   };
 
   it('loads a valid file, resolving paths and durations', async () => {
@@ -121,6 +122,11 @@ describe('configuration file', () => {
     expect(c.stateDir).toBe(path.join(dir, 'state'));
     expect(c.retry).toEqual({ attempts: 3, baseDelayMs: 100, maxDelayMs: 2000 });
     expect(c.rootRenewalLeadMs).toBe(7_200_000);
+    expect(c.fleet).toEqual({
+      url: 'mqtts://broker:8883',
+      protocolVersion: 4,
+      tls: { ca: expect.any(Buffer) },
+    });
     expect(c.identitySources?.map((s) => s.name)).toEqual(['machine-id', 'serial']);
     expect(await c.requestFilter?.({ url: 'u', service: 'license' })).toEqual({
       authorization: 'Bearer x',
@@ -139,6 +145,10 @@ describe('configuration file', () => {
     ['a root that is not a certificate', { ...good, trustedRoot: 'good.json' }],
     ['bad headers', { ...good, requestHeaders: { a: 1 } }],
     ['too many attempts', { ...good, retry: { attempts: 99 } }],
+    ['a fleet broker that is not MQTT', { ...good, fleet: { url: 'http://broker' } }],
+    ['an unknown fleet field', { ...good, fleet: { url: 'mqtt://b:1883', qos: 2 } }],
+    ['a bad MQTT version', { ...good, fleet: { url: 'mqtt://b:1883', protocolVersion: 3 } }],
+    ['a missing fleet TLS file', { ...good, fleet: { url: 'mqtts://b', tls: { ca: 'no.pem' } } }],
   ])('refuses %s with CONFIG_INVALID', async (name, body) => {
     await write('good.json', good);
     const file = await write(`bad-${name.replaceAll(' ', '-')}.json`, body);
