@@ -390,7 +390,8 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentContext {
     );
     this.fleet.client.on('rejected', (e) => {
       // The HTTP pull on every connect meets the list MQTT already delivered: not a problem.
-      if (!(e.source === 'http' && e.error.code === 'MESSAGE_STALE')) this.emit('problem', e.error);
+      if (!(e.source === 'http' && e.error.code === 'FLEET_LIST_OUTDATED'))
+        this.emit('problem', e.error);
     });
     await this.fleet.start();
   }

@@ -191,6 +191,25 @@ export const ERRORS = {
     hint: 'The domain key changed; the agent renews its domain membership and retries.',
   },
 
+  // 7600-7619: the fleet channel (revocation lists and commands over MQTT).
+  FLEET_PAYLOAD_TOO_LARGE: {
+    number: 7600,
+    hint: 'A fleet message exceeds the size limit; it was dropped.',
+  },
+  FLEET_SIGNER_NOT_PUBLISHER: {
+    number: 7601,
+    hint: 'A fleet message is not signed by the operator fleet publisher; it was ignored.',
+  },
+  FLEET_LIST_OUTDATED: {
+    number: 7602,
+    hint: 'The revocation list is not newer than the one applied; nothing changed.',
+  },
+  FLEET_COMMAND_EXPIRED: { number: 7603, hint: 'The fleet command expired before it arrived.' },
+  FLEET_WRONG_DEVICE: {
+    number: 7604,
+    hint: 'The fleet command is addressed to another device; it was ignored.',
+  },
+
   // 7500-7549: the device's persistent license store and agent configuration.
   STORE_TAMPERED: {
     number: 7500,

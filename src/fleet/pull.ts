@@ -55,7 +55,7 @@ export async function pullRevocationList(
   const declared = Number(res.headers.get('content-length') ?? '0');
   if (declared > limit) {
     await res.body?.cancel();
-    throw kwError('DECODE_FAILED', 'the revocation list is above the size limit', {
+    throw kwError('FLEET_PAYLOAD_TOO_LARGE', 'the revocation list is above the size limit', {
       size: declared,
       limit,
     });
@@ -75,7 +75,9 @@ async function readLimited(res: Response, limit: number, url: string | URL): Pro
       size += value.length;
       if (size > limit) {
         await reader.cancel();
-        throw kwError('DECODE_FAILED', 'the revocation list is above the size limit', { limit });
+        throw kwError('FLEET_PAYLOAD_TOO_LARGE', 'the revocation list is above the size limit', {
+          limit,
+        });
       }
       chunks.push(value);
     }

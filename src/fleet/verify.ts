@@ -66,10 +66,14 @@ function commonName(cert: X509Certificate | undefined): string {
 function checkSize(bytes: unknown, limit: number): asserts bytes is Uint8Array {
   if (!(bytes instanceof Uint8Array)) throw kwError('DECODE_FAILED', 'the payload is not bytes');
   if (bytes.length > limit)
-    throw kwError('DECODE_FAILED', `the payload is ${bytes.length} bytes, above the limit`, {
-      size: bytes.length,
-      limit,
-    });
+    throw kwError(
+      'FLEET_PAYLOAD_TOO_LARGE',
+      `the payload is ${bytes.length} bytes, above the limit`,
+      {
+        size: bytes.length,
+        limit,
+      },
+    );
 }
 
 /** Signature, chain to the root, type; then the signer must be the fleet publisher itself. */
@@ -92,9 +96,13 @@ function verifyEnvelope(
   const leaf = verified.chain[0];
   const name = opts.publisherName ?? FLEET_PUBLISHER_NAME;
   if (verified.chain.length !== 1 || leaf?.ca !== false || commonName(leaf) !== name)
-    throw kwError('SIGNATURE_INVALID', 'the message is not signed by the fleet publisher', {
-      signer: leaf?.subject.replace(/\n/g, ', ') ?? '',
-    });
+    throw kwError(
+      'FLEET_SIGNER_NOT_PUBLISHER',
+      'the message is not signed by the fleet publisher',
+      {
+        signer: leaf?.subject.replace(/\n/g, ', ') ?? '',
+      },
+    );
   const skew = opts.maxSkewMs ?? DEFAULT_MAX_SKEW_MS;
   if (!Number.isFinite(verified.timestamp) || verified.timestamp > nowMs + skew)
     throw kwError('MESSAGE_STALE', 'the message is signed in the future', {
@@ -157,7 +165,7 @@ export function verifyRevocationList(
   const bad = list.entries.findIndex((e) => !ENTRY_KINDS.has(e.kind ?? 0) || !e.value);
   if (bad >= 0) throw kwError('PROTOCOL_ERROR', `list entry ${bad} has no kind or value`);
   if (number < ctx.appliedNumber)
-    throw kwError('MESSAGE_STALE', 'the list is older than the one applied', {
+    throw kwError('FLEET_LIST_OUTDATED', 'the list is older than the one applied', {
       number,
       applied: ctx.appliedNumber,
     });
@@ -196,7 +204,7 @@ export function verifyCommand(
   );
   const command = decodeMessage(v1.FleetCommand, payload, 'FleetCommand');
   if (command.deviceId !== ctx.deviceId)
-    throw kwError('PROTOCOL_ERROR', 'the command is for another device', {
+    throw kwError('FLEET_WRONG_DEVICE', 'the command is for another device', {
       deviceId: command.deviceId,
     });
   try {
@@ -206,7 +214,10 @@ export function verifyCommand(
     const expiresAtMs = safeNumber(command.expiresAtMs, 'expires_at_ms');
     if (expiresAtMs === 0) throw kwError('PROTOCOL_ERROR', 'the command has no expiry');
     if (ctx.nowMs >= expiresAtMs)
-      throw kwError('MESSAGE_STALE', 'the command has expired', { expiresAtMs, nowMs: ctx.nowMs });
+      throw kwError('FLEET_COMMAND_EXPIRED', 'the command has expired', {
+        expiresAtMs,
+        nowMs: ctx.nowMs,
+      });
     if (expiresAtMs - signedAtMs > (opts.maxCommandLifetimeMs ?? DEFAULT_MAX_COMMAND_LIFETIME_MS))
       throw kwError('PROTOCOL_ERROR', 'the command lives longer than allowed', { expiresAtMs });
     ctx.nonces.check(nonce, signedAtMs);

@@ -240,7 +240,7 @@ function suite(
         expect((await rejected).error.code).toBe('CERT_UNTRUSTED_ROOT');
         const forgedByDevice = waitEvent<RejectedEvent>(dev, 'rejected');
         await publish(revocationsTopic(prefix), signedList(pki.device, 51), true);
-        expect((await forgedByDevice).error.code).toBe('SIGNATURE_INVALID');
+        expect((await forgedByDevice).error.code).toBe('FLEET_SIGNER_NOT_PUBLISHER');
         expect(dev.appliedListNumber).toBe(1);
         const ackMsg = nextMessage(
           publisher,

@@ -56,10 +56,10 @@ describe('pullRevocationList', () => {
   });
   it('refuses oversized bodies, declared or streamed', async () => {
     expect(await codeOf(pullRevocationList(`${base}/big`, { maxBytes: 4096 }))).toBe(
-      'DECODE_FAILED',
+      'FLEET_PAYLOAD_TOO_LARGE',
     );
     expect(await codeOf(pullRevocationList(`${base}/chunked-big`, { maxBytes: 4096 }))).toBe(
-      'DECODE_FAILED',
+      'FLEET_PAYLOAD_TOO_LARGE',
     );
   });
   it('maps HTTP and network failures to TRANSPORT_FAILED', async () => {

@@ -86,11 +86,15 @@ describe('revocation list verification', () => {
         signedList(pki.otherPublisher, 9, {}, { nowMs: NOW }),
         ['CERT_UNTRUSTED_ROOT'],
       ],
-      ['device as signer', signedList(pki.device, 9, {}, { nowMs: NOW }), ['SIGNATURE_INVALID']],
+      [
+        'device as signer',
+        signedList(pki.device, 9, {}, { nowMs: NOW }),
+        ['FLEET_SIGNER_NOT_PUBLISHER'],
+      ],
       [
         'publisher under an intermediate',
         signedList(pki.intermediatePublisher, 9, {}, { nowMs: NOW, chain: [pki.intermediate] }),
-        ['SIGNATURE_INVALID'],
+        ['FLEET_SIGNER_NOT_PUBLISHER'],
       ],
       [
         'wrong type',
@@ -99,7 +103,7 @@ describe('revocation list verification', () => {
         }),
         ['MESSAGE_TYPE_MISMATCH'],
       ],
-      ['older number', signedList(pki.publisher, 4, {}, { nowMs: NOW }), ['MESSAGE_STALE']],
+      ['older number', signedList(pki.publisher, 4, {}, { nowMs: NOW }), ['FLEET_LIST_OUTDATED']],
       [
         'issued in the future',
         signedList(pki.publisher, 9, { issuedAtMs: NOW + 3_600_000 }, { nowMs: NOW }),
@@ -116,7 +120,7 @@ describe('revocation list verification', () => {
         signedList(pki.publisher, 9, { entries: [{ kind: 0, value: 'x' }] }, { nowMs: NOW }),
         ['PROTOCOL_ERROR'],
       ],
-      ['oversized', new Uint8Array((1 << 20) + 1), ['DECODE_FAILED']],
+      ['oversized', new Uint8Array((1 << 20) + 1), ['FLEET_PAYLOAD_TOO_LARGE']],
       ['empty', new Uint8Array(0), ['DECODE_FAILED', 'CERT_CHAIN_INVALID']],
     ];
     for (const [name, bytes, codes] of cases) {
@@ -126,7 +130,8 @@ describe('revocation list verification', () => {
     const c = v.counters();
     expect(c.rejected).toBe(cases.length);
     expect(c.listsAccepted).toBe(0);
-    expect(c.rejectedByCode.MESSAGE_STALE).toBe(3);
+    expect(c.rejectedByCode.MESSAGE_STALE).toBe(2);
+    expect(c.rejectedByCode.FLEET_LIST_OUTDATED).toBe(1);
   });
 
   it('honours a smaller configured size limit before decoding', () => {
@@ -138,7 +143,7 @@ describe('revocation list verification', () => {
         { trustedRoot: pki.root.der, maxPayloadBytes: 100 },
       ),
     );
-    expect(code).toBe('DECODE_FAILED');
+    expect(code).toBe('FLEET_PAYLOAD_TOO_LARGE');
   });
 
   it('random garbage never throws anything but a coded error', () => {
@@ -194,13 +199,13 @@ describe('command verification', () => {
       [
         'another device',
         signedCommand(pki.publisher, { deviceId: 'dev-9' }, { nowMs: NOW }),
-        'PROTOCOL_ERROR',
+        'FLEET_WRONG_DEVICE',
         false,
       ],
       [
         'expired',
         signedCommand(pki.publisher, { expiresAtMs: NOW - 1 }, { nowMs: NOW - 10_000 }),
-        'MESSAGE_STALE',
+        'FLEET_COMMAND_EXPIRED',
         true,
       ],
       [
@@ -224,7 +229,7 @@ describe('command verification', () => {
       [
         'device as signer',
         signedCommand(pki.device, {}, { nowMs: NOW }),
-        'SIGNATURE_INVALID',
+        'FLEET_SIGNER_NOT_PUBLISHER',
         false,
       ],
       [
