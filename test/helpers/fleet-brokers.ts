@@ -150,3 +150,93 @@ export function hasMosquitto(): boolean {
   }
   return mosquittoKnown;
 }
+
+/** Test paths substituted into a shipped mosquitto.conf by {@link deriveMosquittoConfig}. */
+export interface MosquittoConfigPaths {
+  readonly cafile: string;
+  readonly certfile: string;
+  readonly keyfile: string;
+  readonly acl_file: string;
+}
+
+/**
+ * Rewrites a shipped Mosquitto configuration for a test, keeping every other line as is:
+ * the `listener` becomes `port` on 127.0.0.1, the four file directives point at `paths`,
+ * persistence is off, the log goes to stderr, and the broker keeps the test's user. Throws when a directive to replace is
+ * missing, so a test cannot silently run against a config that drifted from the shipped one.
+ */
+export function deriveMosquittoConfig(
+  text: string,
+  port: number,
+  paths: MosquittoConfigPaths,
+): string {
+  const seen = new Set<string>();
+  const out: string[] = [];
+  for (const line of text.split('\n')) {
+    const m = /^\s*([a-z_]+)(\s|$)/.exec(line);
+    const key = m?.[1];
+    if (key === 'listener') {
+      if (seen.has('listener')) throw new Error('the config has more than one listener');
+      out.push(`listener ${port} 127.0.0.1`);
+    } else if (key !== undefined && key in paths) {
+      out.push(`${key} ${paths[key as keyof MosquittoConfigPaths]}`);
+    } else if (key === 'persistence') {
+      out.push('persistence false');
+    } else if (key === 'persistence_location' || key === 'log_dest') {
+      continue;
+    } else {
+      out.push(line);
+    }
+    if (key !== undefined) seen.add(key);
+  }
+  for (const key of ['listener', ...Object.keys(paths)]) {
+    if (!seen.has(key)) throw new Error(`the config has no "${key}" line`);
+  }
+  // Run as whoever runs the test (as root, Mosquitto would switch to the user "mosquitto",
+  // which cannot read the 0700 temp dir); ignored when not started as root.
+  out.push(`user ${os.userInfo().username}`);
+  out.push('log_dest stderr', 'log_type error', 'log_type warning', '');
+  return out.join('\n');
+}
+
+/**
+ * Mosquitto with a given config file (already listening on `port`, 127.0.0.1). Its stderr
+ * is kept (`log()`) for failure messages.
+ */
+export async function startMosquittoWithConfig(
+  confPath: string,
+  port: number,
+): Promise<TestBroker & { log(): string }> {
+  let proc: ChildProcess | undefined;
+  let log = '';
+  const start = async (): Promise<void> => {
+    const p = spawn('mosquitto', ['-c', confPath], { stdio: ['ignore', 'ignore', 'pipe'] });
+    proc = p;
+    p.stderr?.setEncoding('utf8');
+    p.stderr?.on('data', (d: string) => {
+      log += d;
+    });
+    const exited = new Promise<never>((_, reject) =>
+      p.once('exit', (code) => reject(new Error(`mosquitto exited (${code}): ${log}`))),
+    );
+    exited.catch(() => undefined);
+    await Promise.race([waitPort(port), exited]);
+  };
+  const stop = async (): Promise<void> => {
+    const p = proc;
+    proc = undefined;
+    if (!p || p.exitCode !== null) return;
+    const done = new Promise<void>((r) => p.once('exit', () => r()));
+    p.kill('SIGTERM');
+    await done;
+  };
+  await start();
+  return {
+    name: 'mosquitto (config)',
+    url: `mqtts://127.0.0.1:${port}`,
+    port,
+    start,
+    stop,
+    log: () => log,
+  };
+}
