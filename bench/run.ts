@@ -19,6 +19,9 @@ const SUITES: Record<string, Record<string, () => Promise<Suite>>> = {
   agent: {
     lifecycle: async () => (await import('./agent.js')).runAgent,
   },
+  fleet: {
+    revocation: async () => (await import('./fleet.js')).runFleet,
+  },
 };
 
 async function main(): Promise<void> {
