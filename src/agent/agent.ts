@@ -1,11 +1,11 @@
 import { EventEmitter } from 'node:events';
-import { mkdir, rename } from 'node:fs/promises';
 import path from 'node:path';
 import { readHardwareIdentity } from '../crypto/hardware-identity.js';
 import { SoftwareKeyVault, type KeyVault } from '../crypto/key-vault.js';
 import { ReplayGuard } from '../crypto/replay-guard.js';
 import { SecureClock } from '../crypto/secure-clock.js';
 import { isKeywardenError, kwError, type KeywardenError } from '../errors/index.js';
+import { NODE_FS } from '../io/fs.js';
 import { DEFAULT_MAX_SKEW_MS } from '../protocol/envelope.js';
 import { keywarden } from '../protocol/generated/proto.js';
 import { LicenseStore } from '../store/index.js';
@@ -114,6 +114,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentContext {
       client: () => this.serviceClient('domain'),
       now: () => this.trustedOrWallNow(),
       retry: config.retry,
+      ...(config.fs && { fs: config.fs }),
     });
     this.licenses = new LicenseManager(this, store);
     this.domain = {
@@ -143,11 +144,12 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentContext {
    */
   static async create(input: AgentConfig): Promise<Agent> {
     const config = resolveAgentConfig(input);
-    await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
+    const fs = config.fs ?? NODE_FS;
+    await fs.mkdir(config.stateDir, { recursive: true, mode: 0o700 });
     const identity = await readHardwareIdentity(config.identitySources);
     const vault =
       config.vault ??
-      new SoftwareKeyVault({ file: path.join(config.stateDir, STATE_FILES.vault), identity });
+      new SoftwareKeyVault({ file: path.join(config.stateDir, STATE_FILES.vault), identity, fs });
     const individualizer = new Individualizer({
       provisioningUrl: config.provisioningUrl,
       vault,
@@ -165,6 +167,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentContext {
       file: path.join(config.stateDir, STATE_FILES.clock),
       key: vault.storageKey('secure-clock'),
       ...(config.time && { source: config.time }),
+      fs,
     });
     const { store, problem } = await openStore(config, vault);
     const agent = new Agent(
@@ -378,6 +381,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentContext {
     this.fleet = new FleetLink(
       {
         stateDir: this.config.stateDir,
+        ...(this.config.fs && { fs: this.config.fs }),
         storageKey: (p) => this.vault.storageKey(p),
         trustedRoot: this.config.trustedRoot,
         agentVersion: this.config.agentVersion,
@@ -476,14 +480,15 @@ async function openStore(
   const dir = path.join(config.stateDir, STATE_FILES.licenses);
   const storageKey = vault.storageKey('license-store');
   const counter = config.rollbackCounterFile && { counterFile: config.rollbackCounterFile };
+  const fs = config.fs ?? NODE_FS;
   try {
-    return { store: await LicenseStore.open({ dir, storageKey, ...counter }) };
+    return { store: await LicenseStore.open({ dir, storageKey, ...counter, fs }) };
   } catch (err) {
     if (!isKeywardenError(err, 'STORE_FOREIGN_DEVICE')) throw err;
     const aside = `${dir}.foreign-${Date.now()}`;
-    await rename(dir, aside);
+    await fs.rename(dir, aside);
     return {
-      store: await LicenseStore.open({ dir, storageKey, ...counter }),
+      store: await LicenseStore.open({ dir, storageKey, ...counter, fs }),
       problem: kwError(err.code, `${err.message}; moved aside to ${aside}`, { aside }, err),
     };
   }

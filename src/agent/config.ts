@@ -12,6 +12,7 @@ import type { KeyVault } from '../crypto/key-vault.js';
 import type { TimeSource } from '../crypto/secure-clock.js';
 import { isKeywardenError, kwError } from '../errors/index.js';
 import { parseDurationMs } from '../io/durations.js';
+import type { FileSystem } from '../io/fs.js';
 import type { FleetConfig } from './fleet-link.js';
 import type { ProtocolTransport } from './protocol-transport.js';
 import { DEFAULT_RETRY, type RetryPolicy } from './retry.js';
@@ -67,6 +68,11 @@ export interface AgentConfig {
   readonly transport?: ProtocolTransport;
   /** Clock: wall, monotonic and boot id; injectable for tests. */
   readonly time?: TimeSource;
+  /**
+   * File system of the agent's state (key vault, secure clock, license store); default
+   * node:fs. Injectable for tests (fault injection).
+   */
+  readonly fs?: FileSystem;
   /** Retries of license and domain requests. */
   readonly retry?: Partial<RetryPolicy>;
   /** Renew subscription roots this long before they expire, ms (default 1 h). */

@@ -3,6 +3,7 @@ import type { KeyObject } from 'node:crypto';
 import { pkcs8Of } from '../crypto/ecdsa.js';
 import { kwError } from '../errors/index.js';
 import { DomainClient, type DomainMembership } from './domain-client.js';
+import type { FileSystem } from '../io/fs.js';
 import { DEFAULT_RETRY, withRetry, type RetryPolicy } from './retry.js';
 import type { ServiceClientOptions } from './signed-exchange.js';
 import { SealedState } from './sealed-state.js';
@@ -41,6 +42,8 @@ export interface DomainManagerOptions {
   readonly now: () => number;
   /** Retries of transient failures (network, 5xx). */
   readonly retry?: RetryPolicy;
+  /** The file system (tests inject faults); node:fs by default. */
+  readonly fs?: FileSystem;
 }
 
 const CONTEXT = 'keywarden/v1 agent domains';
@@ -73,7 +76,7 @@ export class DomainManager {
   }
 
   constructor(private readonly opts: DomainManagerOptions) {
-    this.state = new SealedState(opts.file, opts.storageKey, CONTEXT);
+    this.state = new SealedState(opts.file, opts.storageKey, CONTEXT, opts.fs);
   }
 
   /** Loads the persisted memberships. */

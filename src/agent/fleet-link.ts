@@ -1,6 +1,7 @@
 import path from 'node:path';
 import type { X509Certificate } from 'node:crypto';
 import { isKeywardenError } from '../errors/index.js';
+import type { FileSystem } from '../io/fs.js';
 import { FleetClient, type FleetState, type FleetTlsOptions } from '../fleet/index.js';
 import { keywarden } from '../protocol/generated/proto.js';
 import type { DeviceCredentials } from './device-credentials.js';
@@ -36,6 +37,8 @@ interface RevocationsFile {
 /** What the link needs from the agent. */
 export interface FleetLinkHost {
   readonly stateDir: string;
+  /** The file system of the agent's state (config.fs). */
+  readonly fs?: FileSystem;
   readonly storageKey: (purpose: string) => Uint8Array;
   readonly trustedRoot: X509Certificate;
   readonly agentVersion: string;
@@ -79,11 +82,13 @@ export class FleetLink {
       path.join(host.stateDir, 'fleet.bin'),
       host.storageKey('fleet'),
       'keywarden/v1 agent fleet-state',
+      host.fs,
     );
     this.revocations = new SealedState<RevocationsFile>(
       path.join(host.stateDir, 'revocations.bin'),
       host.storageKey('fleet'),
       'keywarden/v1 agent revocations',
+      host.fs,
     );
     this.client = new FleetClient({
       url: config.url,

@@ -1,8 +1,8 @@
-import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { aeadUnwrap, aeadWrap } from '../crypto/aead.js';
 import { isKeywardenError, kwError } from '../errors/index.js';
 import { writeFileAtomic } from '../io/atomic-file.js';
+import { NODE_FS, type FileSystem } from '../io/fs.js';
 
 /**
  * A small JSON document kept encrypted and authenticated (AES-256-GCM) under a device-bound
@@ -14,13 +14,15 @@ export class SealedState<T> {
     private readonly file: string,
     private readonly key: Uint8Array,
     private readonly context: string,
+    /** File system (default {@link NODE_FS}). */
+    private readonly fs: FileSystem = NODE_FS,
   ) {}
 
   /** The document, or undefined when there is none yet. */
   async read(): Promise<T | undefined> {
     let blob: Buffer;
     try {
-      blob = await readFile(this.file);
+      blob = await this.fs.readFile(this.file);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw kwError('IO_FAILED', `cannot read ${this.file}`, { file: this.file }, err);
@@ -40,8 +42,8 @@ export class SealedState<T> {
 
   /** Replaces the document (temp file, fsync, rename, directory fsync). */
   async write(value: T): Promise<void> {
-    await mkdir(path.dirname(this.file), { recursive: true, mode: 0o700 });
+    await this.fs.mkdir(path.dirname(this.file), { recursive: true, mode: 0o700 });
     const blob = aeadWrap(this.key, Buffer.from(JSON.stringify(value)), this.context);
-    await writeFileAtomic(this.file, blob, 0o600);
+    await writeFileAtomic(this.file, blob, 0o600, this.fs);
   }
 }

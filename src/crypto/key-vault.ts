@@ -6,10 +6,10 @@ import {
   timingSafeEqual,
   type KeyObject,
 } from 'node:crypto';
-import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { isKeywardenError, kwError } from '../errors/index.js';
 import { writeFileAtomic } from '../io/atomic-file.js';
+import { NODE_FS, type FileSystem } from '../io/fs.js';
 import { aeadUnwrap, aeadWrap } from './aead.js';
 import { generateP256KeyPair, pkcs8Of, privateKeyFromPkcs8, signP256 } from './ecdsa.js';
 import { agreementOf, type KeyAgreement } from './ecies.js';
@@ -90,6 +90,8 @@ export interface SoftwareKeyVaultOptions {
   readonly file: string;
   /** The current hardware identity. */
   readonly identity: HardwareIdentity;
+  /** File system of the vault file (default {@link NODE_FS}). */
+  readonly fs?: FileSystem;
 }
 
 /**
@@ -268,14 +270,15 @@ export class SoftwareKeyVault implements KeyVault {
         },
       }),
     };
-    await mkdir(path.dirname(this.opts.file), { recursive: true, mode: 0o700 });
-    await writeFileAtomic(this.opts.file, Buffer.from(JSON.stringify(file)), 0o600);
+    const fs = this.opts.fs ?? NODE_FS;
+    await fs.mkdir(path.dirname(this.opts.file), { recursive: true, mode: 0o700 });
+    await writeFileAtomic(this.opts.file, Buffer.from(JSON.stringify(file)), 0o600, fs);
   }
 
   private async readFile(): Promise<VaultFile | undefined> {
     let text: string;
     try {
-      text = await readFile(this.opts.file, 'utf8');
+      text = (await (this.opts.fs ?? NODE_FS).readFile(this.opts.file)).toString('utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw kwError('IO_FAILED', `cannot read the key vault ${this.opts.file}`, {}, err);

@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { kwError, type KeywardenError } from '../errors/index.js';
 import { writeFileAtomic } from '../io/atomic-file.js';
+import { NODE_FS, type FileSystem } from '../io/fs.js';
 import { aeadUnwrap, aeadWrap } from './aead.js';
 
 /**
@@ -92,6 +92,8 @@ export interface SecureClockOptions {
   readonly key: Uint8Array;
   /** Clocks (default {@link systemTimeSource}). */
   readonly source?: TimeSource;
+  /** File system of the state file (default {@link NODE_FS}). */
+  readonly fs?: FileSystem;
   /**
    * How far the wall clock may stray from trusted time before 'rollback' / 'forward-jump'
    * fire, and how far back a server anchor may lag without stepping trusted time back
@@ -190,7 +192,7 @@ export class SecureClock extends EventEmitter<SecureClockEvents> {
         length: opts.key.length,
       });
     const source = opts.source ?? systemTimeSource();
-    const { mark, error } = await loadState(opts.file, opts.key);
+    const { mark, error } = await loadState(opts.file, opts.key, opts.fs ?? NODE_FS);
     const clock = new SecureClock(opts, source, error);
     if (!mark) return clock;
     const mono = source.monotonicMs();
@@ -324,10 +326,11 @@ export class SecureClock extends EventEmitter<SecureClockEvents> {
     const mark = this.mark;
     if (!mark) return Promise.resolve();
     const { file, key } = this.opts;
+    const fs = this.opts.fs ?? NODE_FS;
     const write = async (): Promise<void> => {
-      await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+      await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
       const body = Buffer.from(JSON.stringify({ version: 1, mark }), 'utf8');
-      await writeFileAtomic(file, aeadWrap(key, body, STATE_CONTEXT), 0o600);
+      await writeFileAtomic(file, aeadWrap(key, body, STATE_CONTEXT), 0o600, fs);
     };
     // A failed earlier write was already reported to its own caller.
     const next = this.writes.catch(() => undefined).then(write);
@@ -360,10 +363,11 @@ function acrossReboot(m: Mark, bootId: string, monoMs: number, wallMs: number): 
 async function loadState(
   file: string,
   key: Uint8Array,
+  fs: FileSystem,
 ): Promise<{ mark?: Mark; error?: KeywardenError }> {
   let blob: Buffer;
   try {
-    blob = await readFile(file);
+    blob = await fs.readFile(file);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {};
     return { error: kwError('IO_FAILED', `cannot read the secure clock state ${file}`, {}, err) };

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { kwError } from '../errors/index.js';
+import { NODE_FS, writeFully, type FileSystem, type FsFileHandle } from './fs.js';
 
 /**
  * A file that appears at its final path only when complete: bytes go to a temporary
@@ -15,18 +15,22 @@ export class AtomicFile {
   private constructor(
     readonly target: string,
     readonly tempPath: string,
-    readonly handle: FileHandle,
+    readonly handle: FsFileHandle,
+    private readonly fs: FileSystem,
   ) {}
 
-  /** Creates the temporary file next to `target`, with permission bits `mode` (default 0644). */
-  static async create(target: string, mode = 0o644): Promise<AtomicFile> {
+  /**
+   * Creates the temporary file next to `target`, with permission bits `mode` (default 0644),
+   * on `fs` (default {@link NODE_FS}).
+   */
+  static async create(target: string, mode = 0o644, fs: FileSystem = NODE_FS): Promise<AtomicFile> {
     const dir = path.dirname(path.resolve(target));
     const tempPath = path.join(
       dir,
       `.${path.basename(target)}.${randomBytes(6).toString('hex')}.tmp`,
     );
     try {
-      return new AtomicFile(target, tempPath, await open(tempPath, 'wx', mode));
+      return new AtomicFile(target, tempPath, await fs.open(tempPath, 'wx', mode), fs);
     } catch (err) {
       throw kwError(
         'IO_FAILED',
@@ -39,16 +43,7 @@ export class AtomicFile {
 
   /** Writes `data` at `position` (default: append). */
   async write(data: Uint8Array, position?: number): Promise<void> {
-    let off = 0;
-    while (off < data.length) {
-      const { bytesWritten } = await this.handle.write(
-        data,
-        off,
-        data.length - off,
-        position === undefined ? null : position + off,
-      );
-      off += bytesWritten;
-    }
+    await writeFully(this.handle, data, position ?? null);
   }
 
   /** fsync, rename over the target, fsync the directory. */
@@ -57,9 +52,9 @@ export class AtomicFile {
     try {
       await this.handle.sync();
       await this.handle.close();
-      await rename(this.tempPath, this.target);
+      await this.fs.rename(this.tempPath, this.target);
       this.done = true;
-      await syncDirectory(path.dirname(path.resolve(this.target)));
+      await syncDirectory(path.dirname(path.resolve(this.target)), this.fs);
     } catch (err) {
       await this.abort();
       throw kwError('IO_FAILED', `cannot write ${this.target}: ${(err as Error).message}`, {}, err);
@@ -71,13 +66,13 @@ export class AtomicFile {
     if (this.done) return;
     this.done = true;
     await this.handle.close().catch(() => undefined);
-    await unlink(this.tempPath).catch(() => undefined);
+    await this.fs.unlink(this.tempPath).catch(() => undefined);
   }
 }
 
 /** fsyncs a directory so that a rename inside it survives a power cut. */
-export async function syncDirectory(dir: string): Promise<void> {
-  const h = await open(dir, 'r');
+export async function syncDirectory(dir: string, fs: FileSystem = NODE_FS): Promise<void> {
+  const h = await fs.open(dir, 'r');
   try {
     await h.sync();
   } finally {
@@ -90,8 +85,9 @@ export async function writeFileAtomic(
   target: string,
   data: Uint8Array,
   mode?: number,
+  fs: FileSystem = NODE_FS,
 ): Promise<void> {
-  const f = await AtomicFile.create(target, mode);
+  const f = await AtomicFile.create(target, mode, fs);
   try {
     await f.write(data);
   } catch (err) {

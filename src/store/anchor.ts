@@ -1,3 +1,4 @@
+import type { FileSystem } from '../io/fs.js';
 import { FILE_TAG_BYTES, STORE_ID_BYTES, sameBytes, type StoreKeys } from './keys.js';
 import { DIGEST_BYTES, StateDigest } from './digest.js';
 import { SlotFile, type SlotFileStatus } from './slot-file.js';
@@ -50,11 +51,17 @@ export class Anchor {
   ) {}
 
   /** Opens (creating) the anchor file and reads its newest record. */
-  static async open(file: string, keys: StoreKeys, storeId: Uint8Array): Promise<Anchor> {
+  static async open(
+    file: string,
+    keys: StoreKeys,
+    storeId: Uint8Array,
+    fs?: FileSystem,
+  ): Promise<Anchor> {
     const slots = await SlotFile.open(file, {
       key: keys.anchor,
       magic: MAGIC,
       slotBytes: SLOT_BYTES,
+      ...(fs && { fs }),
     });
     return new Anchor(slots, keys, storeId, decode(slots.read(), keys, storeId));
   }

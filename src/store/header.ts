@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { open } from 'node:fs/promises';
 import { kwError } from '../errors/index.js';
 import { writeFileAtomic } from '../io/atomic-file.js';
+import { NODE_FS, type FileSystem } from '../io/fs.js';
 import { KEY_ID_BYTES, STORE_ID_BYTES, hmac, sameBytes, type StoreKeys } from './keys.js';
 
 const MAGIC = 'KWSH';
@@ -25,10 +25,14 @@ export interface StoreHeader {
  * names another storage key, that is a store copied from another device; STORE_TAMPERED
  * when the header is damaged or edited.
  */
-export async function readHeader(file: string, keys: StoreKeys): Promise<StoreHeader | undefined> {
+export async function readHeader(
+  file: string,
+  keys: StoreKeys,
+  fs: FileSystem = NODE_FS,
+): Promise<StoreHeader | undefined> {
   let buf: Buffer;
   try {
-    const h = await open(file, 'r');
+    const h = await fs.open(file, 'r');
     try {
       buf = Buffer.alloc(HEADER_BYTES + 1);
       const { bytesRead } = await h.read(buf, 0, buf.length, 0);
@@ -68,7 +72,11 @@ export async function readHeader(file: string, keys: StoreKeys): Promise<StoreHe
 }
 
 /** Creates a header with a fresh store identity (atomic replace, mode 0600). */
-export async function createHeader(file: string, keys: StoreKeys): Promise<StoreHeader> {
+export async function createHeader(
+  file: string,
+  keys: StoreKeys,
+  fs: FileSystem = NODE_FS,
+): Promise<StoreHeader> {
   const header: StoreHeader = { storeId: randomBytes(STORE_ID_BYTES), createdMs: Date.now() };
   const buf = Buffer.alloc(HEADER_BYTES);
   buf.write(MAGIC, 0, 'latin1');
@@ -77,6 +85,6 @@ export async function createHeader(file: string, keys: StoreKeys): Promise<Store
   buf.set(header.storeId, 16);
   buf.writeBigUInt64BE(BigInt(header.createdMs), 32);
   buf.set(hmac(keys.header, buf.subarray(0, BODY_BYTES)), BODY_BYTES);
-  await writeFileAtomic(file, buf, 0o600);
+  await writeFileAtomic(file, buf, 0o600, fs);
   return header;
 }

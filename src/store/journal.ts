@@ -1,10 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { open, type FileHandle } from 'node:fs/promises';
 import { GCM_IV_BYTES, GCM_TAG_BYTES, gcmOpen, gcmSeal } from '../crypto/aead.js';
 import { kwError } from '../errors/index.js';
 import { writeFileAtomic } from '../io/atomic-file.js';
+import { NODE_FS, writeFully, type FileSystem, type FsFileHandle } from '../io/fs.js';
 import { KEY_ID_BYTES, STORE_ID_BYTES, sameBytes, type StoreKeys } from './keys.js';
-import { writeFully } from './slot-file.js';
 import { isUsageState, type UsageState } from './types.js';
 
 const MAGIC = 'KWJI';
@@ -73,7 +72,7 @@ export interface JournalReplay {
 export class Journal {
   private constructor(
     readonly file: string,
-    private handle: FileHandle,
+    private handle: FsFileHandle,
     private readonly header: Buffer,
     private readonly keys: StoreKeys,
     private end: number,
@@ -98,10 +97,11 @@ export class Journal {
     file: string,
     keys: StoreKeys,
     storeId: Uint8Array,
+    fs: FileSystem = NODE_FS,
   ): Promise<{ replay: JournalReplay; journal?: Journal }> {
-    let handle: FileHandle;
+    let handle: FsFileHandle;
     try {
-      handle = await open(file, 'r+');
+      handle = await fs.open(file, 'r+');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
         return { replay: emptyReplay('missing', 'the index journal is missing') };
@@ -146,6 +146,7 @@ export class Journal {
     storeId: Uint8Array,
     seq: number,
     entries: Iterable<JournalEntry>,
+    fs: FileSystem = NODE_FS,
   ): Promise<Journal> {
     const header = Buffer.alloc(JOURNAL_HEADER_BYTES);
     header.write(MAGIC, 0, 'latin1');
@@ -159,10 +160,10 @@ export class Journal {
       e: [...entries],
     });
     const data = Buffer.concat([header, frame]);
-    await writeFileAtomic(file, data, 0o600);
-    let handle: FileHandle;
+    await writeFileAtomic(file, data, 0o600, fs);
+    let handle: FsFileHandle;
     try {
-      handle = await open(file, 'r+');
+      handle = await fs.open(file, 'r+');
     } catch (err) {
       throw kwError('IO_FAILED', `cannot open the index journal ${file}`, { file }, err);
     }

@@ -1,7 +1,7 @@
-import { chmod, mkdir, open, readdir, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { isKeywardenError, kwError, type KeywardenError } from '../errors/index.js';
 import { syncDirectory, writeFileAtomic } from '../io/atomic-file.js';
+import { NODE_FS, type FileSystem } from '../io/fs.js';
 import { Anchor, type AnchorState } from './anchor.js';
 import { StateDigest } from './digest.js';
 import { createHeader, readHeader } from './header.js';
@@ -68,6 +68,11 @@ export interface LicenseStoreOptions {
    * larger of this and half the number of licenses. Default 256.
    */
   readonly compactAfterFrames?: number;
+  /**
+   * The file system every file of the store (and of the default counter) goes through;
+   * default {@link NODE_FS}. Injectable for tests (fault injection).
+   */
+  readonly fs?: FileSystem;
 }
 
 /** One license in memory. */
@@ -124,6 +129,7 @@ export class LicenseStore {
     private readonly counterName: string,
     private readonly maxLicenseBytes: number,
     private readonly compactAfterFrames: number,
+    private readonly fs: FileSystem,
   ) {
     this.digest = StateDigest.empty(keys.digest);
   }
@@ -149,51 +155,54 @@ export class LicenseStore {
         compactAfterFrames,
       });
     }
+    const fs = opts.fs ?? NODE_FS;
     const dir = path.resolve(opts.dir);
     try {
-      await mkdir(dir, { recursive: true, mode: 0o700 });
-      await chmod(dir, 0o700);
+      await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+      await fs.chmod(dir, 0o700);
     } catch (err) {
       throw kwError('IO_FAILED', `cannot create the license store ${dir}`, { dir }, err);
     }
-    const lock = await StoreLock.acquire(path.join(dir, STORE_FILES.lock));
+    const lock = await StoreLock.acquire(path.join(dir, STORE_FILES.lock), fs);
     const closers: { close(): Promise<void> }[] = [];
     try {
       const files = (name: string) => path.join(dir, name);
-      await removeTempFiles(dir);
-      let header = await readHeader(files(STORE_FILES.header), keys);
+      await removeTempFiles(fs, dir);
+      let header = await readHeader(files(STORE_FILES.header), keys, fs);
       let created = false;
       if (!header) {
-        if (await hasStoreFiles(dir)) {
+        if (await hasStoreFiles(fs, dir)) {
           throw kwError(
             'STORE_TAMPERED',
             'the license store header is missing, but the store has files',
             { dir },
           );
         }
-        header = await createHeader(files(STORE_FILES.header), keys);
+        header = await createHeader(files(STORE_FILES.header), keys, fs);
         created = true;
       }
       const licDir = files(STORE_FILES.licenses);
       try {
-        await mkdir(licDir, { mode: 0o700 }).catch((err: NodeJS.ErrnoException) => {
+        await fs.mkdir(licDir, { mode: 0o700 }).catch((err: NodeJS.ErrnoException) => {
           if (err.code !== 'EEXIST') throw err;
         });
-        await chmod(licDir, 0o700);
-        await syncDirectory(dir);
+        await fs.chmod(licDir, 0o700);
+        await syncDirectory(dir, fs);
       } catch (err) {
         throw kwError('IO_FAILED', `cannot create ${licDir}`, { dir: licDir }, err);
       }
       const counterFile = path.resolve(opts.counterFile ?? files(STORE_FILES.counter));
       const counter =
-        opts.counter ?? new FileRollbackCounter({ file: counterFile, storageKey: opts.storageKey });
+        opts.counter ??
+        new FileRollbackCounter({ file: counterFile, storageKey: opts.storageKey, fs });
       if (!opts.counter) closers.push(counter);
-      const anchor = await Anchor.open(files(STORE_FILES.anchor), keys, header.storeId);
+      const anchor = await Anchor.open(files(STORE_FILES.anchor), keys, header.storeId, fs);
       closers.push(anchor);
       const { replay, journal } = await Journal.open(
         files(STORE_FILES.journal),
         keys,
         header.storeId,
+        fs,
       );
       if (journal) closers.push(journal);
       const store = new LicenseStore(
@@ -208,6 +217,7 @@ export class LicenseStore {
         opts.counter ? `${counter.kind} rollback counter` : counterFile,
         maxLicenseBytes,
         compactAfterFrames,
+        fs,
       );
       closers.push({ close: async () => store.journal?.close() });
       await store.recover(created, replay);
@@ -355,10 +365,10 @@ export class LicenseStore {
         slot.hex,
         async () => {
           const file = this.licensePath(slot.hex);
-          await unlink(file).catch((err: NodeJS.ErrnoException) => {
+          await this.fs.unlink(file).catch((err: NodeJS.ErrnoException) => {
             if (err.code !== 'ENOENT') throw ioError(`cannot remove ${file}`, err);
           });
-          await syncDirectory(this.licenseDir).catch((err) => {
+          await syncDirectory(this.licenseDir, this.fs).catch((err) => {
             throw ioError(`cannot sync ${this.licenseDir}`, err);
           });
         },
@@ -649,6 +659,7 @@ export class LicenseStore {
       this.storeId,
       seq,
       state.values(),
+      this.fs,
     );
     await this.counter.advance(seq);
     this.load(state, seq);
@@ -665,7 +676,7 @@ export class LicenseStore {
   private async listLicenseDir(): Promise<Set<string>> {
     let names: string[];
     try {
-      names = await readdir(this.licenseDir);
+      names = await this.fs.readdir(this.licenseDir);
     } catch (err) {
       throw ioError(`cannot list ${this.licenseDir}`, err);
     }
@@ -675,7 +686,7 @@ export class LicenseStore {
       if (m) out.add(m[1]!);
       // A temporary file of a write that never committed: it was never part of the store.
       else if (TEMP_NAME_RE.test(name)) {
-        await unlink(path.join(this.licenseDir, name)).catch(() => undefined);
+        await this.fs.unlink(path.join(this.licenseDir, name)).catch(() => undefined);
       }
     }
     return out;
@@ -707,7 +718,7 @@ export class LicenseStore {
     await this.change(
       { seq: content.seq, op: { kind: 'put', tag, prevGen, newGen }, digest },
       hex,
-      () => writeFileAtomic(this.licensePath(hex), bytes, 0o600),
+      () => writeFileAtomic(this.licensePath(hex), bytes, 0o600, this.fs),
       { t: 'p', s: content.seq, e: entry },
       () => {
         if (prev) this.uninstall(prev);
@@ -764,6 +775,7 @@ export class LicenseStore {
           this.storeId,
           this.seq,
           entries,
+          this.fs,
         );
         await journal.close();
       } catch (err) {
@@ -826,7 +838,7 @@ export class LicenseStore {
     const file = this.licensePath(hex);
     let bytes: Buffer;
     try {
-      const h = await open(file, 'r');
+      const h = await this.fs.open(file, 'r');
       try {
         const size = (await h.stat()).size;
         if (size > this.maxLicenseBytes) {
@@ -927,25 +939,25 @@ export class LicenseStore {
 }
 
 /** Removes temporary files of header and journal writes that a crash interrupted. */
-async function removeTempFiles(dir: string): Promise<void> {
-  const names = await readdir(dir).catch(() => [] as string[]);
+async function removeTempFiles(fs: FileSystem, dir: string): Promise<void> {
+  const names = await fs.readdir(dir).catch(() => [] as string[]);
   for (const name of names) {
-    if (STORE_TEMP_NAME_RE.test(name)) await unlink(path.join(dir, name)).catch(() => undefined);
+    if (STORE_TEMP_NAME_RE.test(name)) await fs.unlink(path.join(dir, name)).catch(() => undefined);
   }
 }
 
 /** True when the directory holds any file of a store (the header excepted). */
-async function hasStoreFiles(dir: string): Promise<boolean> {
+async function hasStoreFiles(fs: FileSystem, dir: string): Promise<boolean> {
   for (const name of [STORE_FILES.journal, STORE_FILES.anchor]) {
     if (
-      await stat(path.join(dir, name)).then(
+      await fs.stat(path.join(dir, name)).then(
         (s) => s.size > 0,
         () => false,
       )
     )
       return true;
   }
-  const names = await readdir(path.join(dir, STORE_FILES.licenses)).catch(() => [] as string[]);
+  const names = await fs.readdir(path.join(dir, STORE_FILES.licenses)).catch(() => [] as string[]);
   return names.some((n) => LICENSE_NAME_RE.test(n));
 }
 

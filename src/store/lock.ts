@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { link, readdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { kwError } from '../errors/index.js';
+import { NODE_FS, writeNewFile, type FileSystem } from '../io/fs.js';
 
 /** What a lock file holds. */
 interface LockOwner {
@@ -30,10 +31,14 @@ export class StoreLock {
   private constructor(
     readonly file: string,
     private readonly token: string,
+    private readonly fs: FileSystem,
   ) {}
 
-  /** Takes the lock in `file`; STORE_LOCKED while a live process holds it. */
-  static async acquire(file: string): Promise<StoreLock> {
+  /**
+   * Takes the lock in `file` (on `fs`, default {@link NODE_FS}); STORE_LOCKED while a live
+   * process holds it.
+   */
+  static async acquire(file: string, fs: FileSystem = NODE_FS): Promise<StoreLock> {
     const owner: LockOwner = {
       pid: process.pid,
       start: await startTimeOf(process.pid),
@@ -42,39 +47,39 @@ export class StoreLock {
     const body = JSON.stringify(owner);
     const temp = `${file}.${process.pid}.${owner.token}.tmp`;
     try {
-      await writeFile(temp, body, { mode: 0o600, flag: 'wx' });
+      await writeNewFile(fs, temp, Buffer.from(body), 0o600);
     } catch (err) {
       throw kwError('IO_FAILED', `cannot create the store lock ${file}`, { file }, err);
     }
     try {
       for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
         try {
-          await link(temp, file);
-          await removeLeftovers(file);
-          return new StoreLock(file, owner.token);
+          await fs.link(temp, file);
+          await removeLeftovers(fs, file);
+          return new StoreLock(file, owner.token, fs);
         } catch (err) {
           if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
             throw kwError('IO_FAILED', `cannot create the store lock ${file}`, { file }, err);
           }
         }
-        await takeOverIfStale(file, owner.token);
+        await takeOverIfStale(fs, file, owner.token);
       }
       throw kwError('STORE_LOCKED', 'the license store lock keeps changing hands', { file });
     } finally {
-      await unlink(temp).catch(() => undefined);
+      await fs.unlink(temp).catch(() => undefined);
     }
   }
 
   /** Releases the lock if this holder still owns it. */
   async release(): Promise<void> {
-    const current = await readOwner(this.file);
-    if (current?.token === this.token) await unlink(this.file).catch(() => undefined);
+    const current = await readOwner(this.fs, this.file);
+    if (current?.token === this.token) await this.fs.unlink(this.file).catch(() => undefined);
   }
 }
 
 /** Moves a stale lock out of the way; STORE_LOCKED when its owner is alive. */
-async function takeOverIfStale(file: string, token: string): Promise<void> {
-  const text = await readFile(file, 'utf8').catch(() => undefined);
+async function takeOverIfStale(fs: FileSystem, file: string, token: string): Promise<void> {
+  const text = await readText(fs, file);
   if (text === undefined) return; // released meanwhile: try again
   const owner = parseOwner(text);
   if (owner && (await isAlive(owner))) {
@@ -85,18 +90,18 @@ async function takeOverIfStale(file: string, token: string): Promise<void> {
   }
   const aside = `${file}.stale.${token}`;
   try {
-    await rename(file, aside);
+    await fs.rename(file, aside);
   } catch {
     return; // someone else moved it first: try again
   }
-  const moved = await readFile(aside, 'utf8').catch(() => undefined);
+  const moved = await readText(fs, aside);
   if (moved === text) {
-    await unlink(aside).catch(() => undefined);
+    await fs.unlink(aside).catch(() => undefined);
     return;
   }
   // Another process took the lock between our read and our rename: give it back.
-  await link(aside, file).catch(() => undefined);
-  await unlink(aside).catch(() => undefined);
+  await fs.link(aside, file).catch(() => undefined);
+  await fs.unlink(aside).catch(() => undefined);
   const holder = moved === undefined ? undefined : parseOwner(moved);
   throw kwError('STORE_LOCKED', 'the license store is in use by another process', {
     file,
@@ -105,22 +110,30 @@ async function takeOverIfStale(file: string, token: string): Promise<void> {
 }
 
 /** Removes temporary lock files left by processes that died while taking the lock. */
-async function removeLeftovers(file: string): Promise<void> {
+async function removeLeftovers(fs: FileSystem, file: string): Promise<void> {
   const dir = path.dirname(file);
   const base = path.basename(file);
-  const names = await readdir(dir).catch(() => [] as string[]);
+  const names = await fs.readdir(dir).catch(() => [] as string[]);
   for (const name of names) {
     const m = new RegExp(`^${escapeRe(base)}\\.(\\d+)\\.[0-9a-f]+\\.tmp$`).exec(name);
     if (!m || Number(m[1]) === process.pid) continue;
     if (!(await isAlive({ pid: Number(m[1]), start: null, token: '' }))) {
-      await unlink(path.join(dir, name)).catch(() => undefined);
+      await fs.unlink(path.join(dir, name)).catch(() => undefined);
     }
   }
 }
 
-async function readOwner(file: string): Promise<LockOwner | undefined> {
-  const text = await readFile(file, 'utf8').catch(() => undefined);
+async function readOwner(fs: FileSystem, file: string): Promise<LockOwner | undefined> {
+  const text = await readText(fs, file);
   return text === undefined ? undefined : parseOwner(text);
+}
+
+/** The file's text, or undefined when it cannot be read. */
+async function readText(fs: FileSystem, file: string): Promise<string | undefined> {
+  return fs.readFile(file).then(
+    (b) => b.toString('utf8'),
+    () => undefined,
+  );
 }
 
 function parseOwner(text: string): LockOwner | undefined {
@@ -151,7 +164,10 @@ async function isAlive(owner: LockOwner): Promise<boolean> {
   return start === null || start === owner.start;
 }
 
-/** Field 22 of /proc/PID/stat (start time), or null where /proc is not available. */
+/**
+ * Field 22 of /proc/PID/stat (start time), or null where /proc is not available. Process
+ * introspection, not agent state: always read from the real /proc, never the injected fs.
+ */
 async function startTimeOf(pid: number): Promise<string | null> {
   try {
     const stat = await readFile(`/proc/${pid}/stat`, 'utf8');

@@ -1,6 +1,6 @@
-import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { kwError } from '../errors/index.js';
+import { NODE_FS, type FileSystem } from '../io/fs.js';
 import { deriveStoreKeys } from './keys.js';
 import { SlotFile } from './slot-file.js';
 
@@ -46,6 +46,8 @@ export interface FileRollbackCounterOptions {
   readonly file: string;
   /** The device-bound storage key of the store it guards (authenticates the file). */
   readonly storageKey: Uint8Array;
+  /** File system (default {@link NODE_FS}). */
+  readonly fs?: FileSystem;
 }
 
 const MAGIC = 'KWRC';
@@ -101,10 +103,16 @@ export class FileRollbackCounter implements RollbackCounter {
     if (this.slots) return this.slots;
     const key = deriveStoreKeys(this.opts.storageKey).counter;
     const dir = path.dirname(path.resolve(this.opts.file));
-    await mkdir(dir, { recursive: true, mode: 0o700 }).catch((err: unknown) => {
+    const fs = this.opts.fs ?? NODE_FS;
+    await fs.mkdir(dir, { recursive: true, mode: 0o700 }).catch((err: unknown) => {
       throw kwError('IO_FAILED', `cannot create ${dir}`, { dir }, err);
     });
-    const slots = await SlotFile.open(this.opts.file, { key, magic: MAGIC, slotBytes: SLOT_BYTES });
+    const slots = await SlotFile.open(this.opts.file, {
+      key,
+      magic: MAGIC,
+      slotBytes: SLOT_BYTES,
+      fs,
+    });
     const payload = slots.read();
     this.value = payload && payload.length === 8 ? Number(payload.readBigUInt64BE(0)) : 0;
     this.slots = slots;

@@ -1,7 +1,7 @@
-import { open, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { kwError } from '../errors/index.js';
 import { syncDirectory } from '../io/atomic-file.js';
+import { NODE_FS, writeFully, type FileSystem, type FsFileHandle } from '../io/fs.js';
 import { hmac, sameBytes } from './keys.js';
 
 const VERSION = 1;
@@ -26,6 +26,8 @@ export interface SlotFileOptions {
   readonly magic: string;
   /** Size of each slot; slots sit at 0 and `slotBytes`, so keep it a multiple of 512. */
   readonly slotBytes: number;
+  /** File system (default {@link NODE_FS}). */
+  readonly fs?: FileSystem;
 }
 
 /**
@@ -41,7 +43,7 @@ export interface SlotFileOptions {
 export class SlotFile {
   private constructor(
     readonly file: string,
-    private readonly handle: FileHandle,
+    private readonly handle: FsFileHandle,
     private readonly opts: SlotFileOptions,
     private state: SlotFileStatus,
     private newest: { slot: number; writeNo: bigint; payload: Buffer } | undefined,
@@ -49,16 +51,17 @@ export class SlotFile {
 
   /** Opens (creating, mode 0600) the slot file and verifies both slots. */
   static async open(file: string, opts: SlotFileOptions): Promise<SlotFile> {
-    let handle: FileHandle;
+    const fs = opts.fs ?? NODE_FS;
+    let handle: FsFileHandle;
     let existed = true;
     try {
-      handle = await open(file, 'r+');
+      handle = await fs.open(file, 'r+');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError(file, err);
       existed = false;
       try {
-        handle = await open(file, 'w+', 0o600);
-        await syncDirectory(path.dirname(path.resolve(file)));
+        handle = await fs.open(file, 'w+', 0o600);
+        await syncDirectory(path.dirname(path.resolve(file)), fs);
       } catch (err2) {
         throw ioError(file, err2);
       }
@@ -117,7 +120,7 @@ export class SlotFile {
 }
 
 async function readNewest(
-  handle: FileHandle,
+  handle: FsFileHandle,
   opts: SlotFileOptions,
 ): Promise<{ slot: number; writeNo: bigint; payload: Buffer } | undefined> {
   const buf = Buffer.alloc(opts.slotBytes * 2);
@@ -145,19 +148,6 @@ function parseRecord(
     return undefined;
   }
   return { writeNo: rec.readBigUInt64BE(8), payload: Buffer.from(rec.subarray(HEAD_BYTES, end)) };
-}
-
-/** Writes all of `data` at `position` (a short write is retried). */
-export async function writeFully(
-  handle: FileHandle,
-  data: Uint8Array,
-  position: number,
-): Promise<void> {
-  let off = 0;
-  while (off < data.length) {
-    const { bytesWritten } = await handle.write(data, off, data.length - off, position + off);
-    off += bytesWritten;
-  }
 }
 
 function ioError(file: string, err: unknown) {

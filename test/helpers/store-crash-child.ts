@@ -61,6 +61,8 @@ async function main(): Promise<void> {
   });
   line('R');
   if (flags.includes('--hold')) {
+    // A pending promise does not keep Node alive; a timer does (the holder must stay alive).
+    setInterval(() => undefined, 1 << 30);
     await new Promise(() => undefined);
     return;
   }
