@@ -196,7 +196,11 @@ export class SecureClock extends EventEmitter<SecureClockEvents> {
     const clock = new SecureClock(opts, source, error);
     if (!mark) return clock;
     const mono = source.monotonicMs();
-    if (mark.bootId === source.bootId() && mono >= mark.monoMs) {
+    // The boot id alone tells a reboot. In the same boot a new process can read a timeline a
+    // little behind the mark (/proc/uptime has 10 ms steps, the writer extrapolated with
+    // hrtime); `current()` counts no time until it catches up, instead of adding a whole
+    // uptime as if the box had rebooted.
+    if (mark.bootId === source.bootId()) {
       clock.mark = mark;
     } else {
       clock.mark = acrossReboot(mark, source.bootId(), mono, source.wallMs());

@@ -191,6 +191,19 @@ describe('SecureClock: within one boot', () => {
     });
   });
 
+  it('treats a same-boot timeline read slightly behind the mark as the same boot', async () => {
+    const first = await open();
+    await first.anchor(SERVER);
+    dev.run(5 * MIN);
+    await first.checkpoint();
+    dev.mono -= 10; // the next process reads /proc/uptime 10 ms behind the writer's estimate
+    const second = await open();
+    expect(second.status()).toMatchObject({ trusted: true, estimated: false });
+    expect(second.now()).toBe(SERVER + 5 * MIN);
+    dev.run(MIN);
+    expect(second.now()).toBe(SERVER + 6 * MIN - 10);
+  });
+
   it('persists writes in call order', async () => {
     const clock = await open();
     const a = clock.anchor(SERVER);
