@@ -8,24 +8,14 @@ import { fixedSource } from '../../crypto/hardware-identity.js';
 import type { TimeSource } from '../../crypto/secure-clock.js';
 import { isKeywardenError, kwError } from '../../errors/index.js';
 import { parseBoxes } from '../../media/box.js';
+import { loadHeadend } from '../headend-access.js';
 import { packageFile } from '../../media/package/packager.js';
 import { compareSamples, digestSamples, digestSamplesOf } from '../../media/sample-digest.js';
 
 /** Prints one demo line; returns whether the check held. */
 export type DemoLine = (ok: boolean, text: string) => boolean;
 
-type HeadendModule = typeof import('../../headend/index.js');
-
 const HOUR = 3_600_000;
-
-/** The head-end is optional on a device install (`--omit=optional`): then this part is skipped. */
-async function loadHeadend(): Promise<HeadendModule | undefined> {
-  try {
-    return await import('../../headend/index.js');
-  } catch {
-    return undefined;
-  }
-}
 
 /**
  * The demo's world clock: real time plus a fast-forward, shared by the head-end and the
@@ -88,7 +78,8 @@ const codeOf = (err: unknown): string =>
  * revocation that the license server enforces.
  */
 export async function agentFlow(clip: string, work: string, line: DemoLine): Promise<number> {
-  const mod = await loadHeadend();
+  // The head-end is optional on a device install (`--omit=optional`): then this part is skipped.
+  const mod = await loadHeadend().catch(() => undefined);
   if (!mod) {
     process.stdout.write('  skip the head-end flow (its optional packages are not installed)\n');
     return 0;

@@ -1,39 +1,6 @@
 import type { Command } from 'commander';
 import { kwError } from '../../errors/index.js';
-
-// The head-end (better-sqlite3, aedes...) is optional for a device install: lazy import.
-type HeadendModule = typeof import('../../headend/index.js');
-type HeadendInstance = Awaited<ReturnType<HeadendModule['Headend']['open']>>;
-
-async function loadHeadend(): Promise<HeadendModule> {
-  try {
-    return await import('../../headend/index.js');
-  } catch (err) {
-    throw kwError(
-      'HEADEND_DEPENDENCY_MISSING',
-      `the head-end cannot load: ${(err as Error).message}`,
-      {},
-      err,
-    );
-  }
-}
-
-async function withHeadend<T>(
-  dataDir: string,
-  fn: (h: HeadendInstance) => T | Promise<T>,
-): Promise<T> {
-  const { Headend } = await loadHeadend();
-  const headend = await Headend.open({ dataDir });
-  try {
-    return await fn(headend);
-  } finally {
-    await headend.close();
-  }
-}
-
-function print(json: boolean | undefined, value: unknown, human: () => string): void {
-  process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : `${human()}\n`);
-}
+import { loadHeadend, printResult, withHeadend } from '../headend-access.js';
 
 function port(text: string): number {
   if (!/^\d+$/.test(text) || Number(text) > 65535)
@@ -95,7 +62,7 @@ function registerRevoke(fleet: Command): void {
         issuedAt: out.list.issuedAt,
         nextUpdate: out.list.nextUpdate,
       };
-      print(
+      printResult(
         f.json,
         summary,
         () =>
@@ -119,7 +86,7 @@ function registerCommand(fleet: Command): void {
         const out = await withHeadend(dataDir(fleet), (h) =>
           h.fleet.command(device, action, arg ?? ''),
         );
-        print(
+        printResult(
           f.json,
           out,
           () =>
@@ -138,7 +105,7 @@ function registerStatus(fleet: Command): void {
     .option('--json', 'JSON output')
     .action(async (f: { json?: boolean }) => {
       const st = await withHeadend(dataDir(fleet), (h) => h.fleet.status());
-      print(f.json, st, () => {
+      printResult(f.json, st, () => {
         const head = `revocation list ${st.listNumber} (${st.entries} entries, issued ${when(st.listIssuedAt)}, next update ${when(st.listNextUpdate)})`;
         const rows = st.devices.map((d) => {
           const pending = d.pending.map((c) => `${c.action}${c.argument ? ` ${c.argument}` : ''}`);

@@ -10,8 +10,7 @@ import type { CencScheme } from '../../media/sample-crypto.js';
 import { decode16 } from '../key-arg.js';
 import { progressBar } from '../progress.js';
 
-type HeadendModule = typeof import('../../headend/index.js');
-type HeadendInstance = Awaited<ReturnType<HeadendModule['Headend']['open']>>;
+import type { HeadendInstance } from '../headend-access.js';
 
 /** Runs `fn` on the head-end of `headend --data DIR` (opened and closed around it). */
 export type WithHeadend = <T>(fn: (h: HeadendInstance) => T | Promise<T>) => Promise<T>;

@@ -1,43 +1,8 @@
 import type { Command } from 'commander';
 import { kwError } from '../../errors/index.js';
+import { loadHeadend, printResult, withHeadend } from '../headend-access.js';
 import { decode16 } from '../key-arg.js';
 import { registerLive } from './headend-live.js';
-
-// The head-end and its dependencies (better-sqlite3, @peculiar/x509) are optional for a
-// device install: they load here, inside actions, and a missing module is a coded error.
-type HeadendModule = typeof import('../../headend/index.js');
-type HeadendInstance = Awaited<ReturnType<HeadendModule['Headend']['open']>>;
-
-async function loadHeadend(): Promise<HeadendModule> {
-  try {
-    return await import('../../headend/index.js');
-  } catch (err) {
-    throw kwError(
-      'HEADEND_DEPENDENCY_MISSING',
-      `the head-end cannot load: ${(err as Error).message}`,
-      {},
-      err,
-    );
-  }
-}
-
-/** Opens the data dir, runs `fn` on it, and closes it. */
-async function withHeadend<T>(
-  dataDir: string,
-  fn: (h: HeadendInstance) => T | Promise<T>,
-): Promise<T> {
-  const { Headend } = await loadHeadend();
-  const headend = await Headend.open({ dataDir });
-  try {
-    return await fn(headend);
-  } finally {
-    await headend.close();
-  }
-}
-
-function print(json: boolean | undefined, value: unknown, human: () => string): void {
-  process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : `${human()}\n`);
-}
 
 function int(text: string): number {
   if (!/^\d+$/.test(text)) throw kwError('CLI_USAGE', `'${text}' is not a whole number`);
@@ -124,7 +89,7 @@ function registerContent(headend: Command): void {
             ...(f.policy && { policy: f.policy }),
           }),
         );
-        print(f.json, out, () =>
+        printResult(f.json, out, () =>
           out.key ? `added ${out.kid} with key ${out.key}` : `added ${out.kid}`,
         );
       },
@@ -145,7 +110,7 @@ function registerContent(headend: Command): void {
     .option('--json', 'JSON output')
     .action(async (f: { json?: boolean }) => {
       const rows = await withHeadend(dataDir(headend), (h) => h.admin.listContent());
-      print(
+      printResult(
         f.json,
         rows,
         () =>
@@ -215,14 +180,18 @@ function registerPolicy(headend: Command): void {
     }
     const from = typeof f.from === 'string' ? f.from : undefined;
     const spec = await withHeadend(dataDir(headend), (h) => h.admin.setPolicy(name, changes, from));
-    print(Boolean(f.json), { name, ...spec }, () => `policy ${name}: ${JSON.stringify(spec)}`);
+    printResult(
+      Boolean(f.json),
+      { name, ...spec },
+      () => `policy ${name}: ${JSON.stringify(spec)}`,
+    );
   });
   policy
     .command('list')
     .option('--json', 'JSON output')
     .action(async (f: { json?: boolean }) => {
       const all = await withHeadend(dataDir(headend), (h) => h.admin.listPolicies());
-      print(
+      printResult(
         f.json,
         all,
         () =>
@@ -240,7 +209,7 @@ function registerDevice(headend: Command): void {
     .option('--json', 'JSON output')
     .action(async (f: { json?: boolean }) => {
       const rows = await withHeadend(dataDir(headend), (h) => h.admin.listDevices());
-      print(
+      printResult(
         f.json,
         rows,
         () =>
@@ -258,7 +227,7 @@ function registerDevice(headend: Command): void {
     .option('--json', 'JSON output')
     .action(async (id: string, f: { reason: string; json?: boolean }) => {
       const d = await withHeadend(dataDir(headend), (h) => h.admin.revokeDevice(id, f.reason));
-      print(f.json, d, () => `device ${d.id} revoked (${f.reason})`);
+      printResult(f.json, d, () => `device ${d.id} revoked (${f.reason})`);
     });
 }
 
@@ -278,7 +247,7 @@ function registerDomain(headend: Command): void {
             ...(f.serviceId && { serviceId: f.serviceId }),
           }),
         );
-        print(
+        printResult(
           f.json,
           d,
           () => `account ${d.accountId}: domain ${d.domainId}, up to ${d.maxDevices} devices`,
@@ -290,7 +259,7 @@ function registerDomain(headend: Command): void {
     .option('--json', 'JSON output')
     .action(async (f: { json?: boolean }) => {
       const rows = await withHeadend(dataDir(headend), (h) => h.admin.listDomains());
-      print(
+      printResult(
         f.json,
         rows,
         () =>
@@ -312,7 +281,7 @@ function registerDomain(headend: Command): void {
       const d = await withHeadend(dataDir(headend), (h) =>
         h.admin.removeDomainDevice(account, deviceId),
       );
-      print(
+      printResult(
         f.json,
         d,
         () => `removed ${deviceId}; domain ${d.domainId} is at revision ${d.revision}`,
@@ -355,7 +324,7 @@ function registerFlags(headend: Command): void {
     .option('--json', 'JSON output')
     .action(async (name: string, value: string, f: { json?: boolean }) => {
       const out = await withHeadend(dataDir(headend), (h) => h.admin.setFlag(name, value));
-      print(f.json, out, () => show(out));
+      printResult(f.json, out, () => show(out));
     });
   flags
     .command('unset')
@@ -364,14 +333,14 @@ function registerFlags(headend: Command): void {
     .option('--json', 'JSON output')
     .action(async (name: string, f: { json?: boolean }) => {
       const out = await withHeadend(dataDir(headend), (h) => h.admin.unsetFlag(name));
-      print(f.json, out, () => show(out));
+      printResult(f.json, out, () => show(out));
     });
   flags
     .command('list')
     .option('--json', 'JSON output')
     .action(async (f: { json?: boolean }) => {
       const all = await withHeadend(dataDir(headend), (h) => h.admin.listFlags());
-      print(f.json, all, () => all.map((x) => `${show(x)}\n    ${x.description}`).join('\n'));
+      printResult(f.json, all, () => all.map((x) => `${show(x)}\n    ${x.description}`).join('\n'));
     });
 }
 
