@@ -16,7 +16,7 @@ import { Agent } from '../src/agent/agent.js';
 import { fixedSource } from '../src/crypto/hardware-identity.js';
 import { Headend, startHeadendServer } from '../src/headend/index.js';
 import { packageFile } from '../src/media/package/packager.js';
-import { splitSegments } from '../test/helpers/segments.js';
+import { splitSegments } from '../src/media/segments.js';
 import { runStoreBench } from './store.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..');

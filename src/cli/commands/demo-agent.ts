@@ -7,9 +7,9 @@ import { httpTransport, type ProtocolTransport } from '../../agent/protocol-tran
 import { fixedSource } from '../../crypto/hardware-identity.js';
 import type { TimeSource } from '../../crypto/secure-clock.js';
 import { isKeywardenError, kwError } from '../../errors/index.js';
-import { parseBoxes } from '../../media/box.js';
 import { loadHeadend } from '../headend-access.js';
 import { packageFile } from '../../media/package/packager.js';
+import { splitSegments } from '../../media/segments.js';
 import { compareSamples, digestSamples, digestSamplesOf } from '../../media/sample-digest.js';
 
 /** Prints one demo line; returns whether the check held. */
@@ -47,19 +47,6 @@ class DemoNetwork implements ProtocolTransport {
       return Promise.reject(kwError('TRANSPORT_FAILED', `POST ${url} failed: network unplugged`));
     return this.http.post(url, body, signal);
   }
-}
-
-/** Splits a fragmented MP4 into its init segment (ftyp+moov) and its moof+mdat pairs. */
-function splitFragments(file: Buffer): { init: Buffer; fragments: Buffer[] } {
-  const top = parseBoxes(file, 0, file.length, { containers: new Set() });
-  const moov = top.find((b) => b.type === 'moov');
-  const fragments: Buffer[] = [];
-  top.forEach((b, i) => {
-    const mdat = top[i + 1];
-    if (b.type === 'moof' && mdat?.type === 'mdat')
-      fragments.push(file.subarray(b.offset, mdat.offset + mdat.size));
-  });
-  return { init: file.subarray(0, moov ? moov.offset + moov.size : 0), fragments };
 }
 
 async function waitUntil(cond: () => boolean, timeoutMs: number): Promise<void> {
@@ -237,7 +224,7 @@ export async function agentFlow(clip: string, work: string, line: DemoLine): Pro
       licenseUrl,
       fragmentMs: 1000,
     });
-    const { init, fragments } = splitFragments(await readFile(liveFile));
+    const { init, fragments } = splitSegments(await readFile(liveFile));
     const liveSession = await agent.openSession(init);
     let played = 0;
     let stoppedBy = '';
