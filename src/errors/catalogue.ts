@@ -70,6 +70,23 @@ export const ERRORS = {
   NATIVE_BAD_KEY: { number: 7104, hint: 'An AES-128 content key is 16 bytes.' },
   NATIVE_BAD_PATTERN: { number: 7105, hint: 'Pattern counts are 0-15, and 0:N is refused.' },
 
+  KMS_SCENARIO_INVALID: {
+    number: 7110,
+    hint: 'The scripted KMS scenario is invalid; see the details for the field at fault.',
+  },
+  KMS_DEVICE_FAILED: {
+    number: 7111,
+    hint: 'The DRM device could not be opened or read; check the path (/dev/dri/cardN) and permissions.',
+  },
+  KMS_UNAVAILABLE: {
+    number: 7112,
+    hint: 'The addon was built without libdrm; install libdrm-dev and run npm run build:native.',
+  },
+  UEVENT_FAILED: {
+    number: 7113,
+    hint: 'The netlink uevent watcher could not start; output changes are then seen only by polling.',
+  },
+
   // 7200-7299: command line and configuration.
   CLI_USAGE: { number: 7200, hint: 'See keywarden --help.' },
   CLI_BAD_KEY: { number: 7201, hint: 'A key is KID:KEY or KEY, 16 bytes each, in hex or base64.' },
@@ -125,6 +142,40 @@ export const ERRORS = {
   TRANSPORT_FAILED: {
     number: 7316,
     hint: 'The server could not be reached or answered with an HTTP error.',
+  },
+
+  // 6030-6037: output protection (product brief codes; issue 6, docs/output-protection.md).
+  OUTPUT_PROTECTION_UNMET: {
+    number: 6030,
+    hint: 'An active output cannot give the protection the license demands; disconnect it or use a protected (HDCP) display.',
+  },
+  OUTPUT_LINK_LOST: {
+    number: 6031,
+    hint: 'The HDCP link was lost during playback; playback resumes once the link is protected again.',
+  },
+  OUTPUT_RENEGOTIATION_FAILED: {
+    number: 6032,
+    hint: 'HDCP could not be established on the output; check the cable and the display.',
+  },
+  OUTPUT_SINK_REVOKED: {
+    number: 6033,
+    hint: 'The connected display or receiver is on the HDCP revocation list; use another display.',
+  },
+  OUTPUT_SINK_TAMPERED: {
+    number: 6034,
+    hint: 'The connected display or receiver failed its integrity check; use another display.',
+  },
+  OUTPUT_CONNECTOR_ADDED: {
+    number: 6035,
+    hint: 'A new output was connected during playback; it is checked before playback resumes.',
+  },
+  OUTPUT_STATUS_UNKNOWN: {
+    number: 6036,
+    hint: 'The output state cannot be read (no DRM/KMS device or libdrm); the license needs it.',
+  },
+  OUTPUT_CANNOT_ENGAGE: {
+    number: 6037,
+    hint: 'Output protection could not be requested: the agent needs DRM master, or the driver has no HDCP.',
   },
 
   // Domains (product brief codes), answered by the head-end's domain controller.
