@@ -24,6 +24,11 @@ export interface AgentContext {
   deviceId(): Promise<string>;
   /** A server refused the certificate: individualize again (or rethrow). */
   reindividualize(err: KeywardenError, signal?: AbortSignal): Promise<void>;
+  /**
+   * Runs before every NEW license request; throws to refuse it (a stale revocation list,
+   * FLEET_LIST_STALE). Renewals and releases do not pass through it.
+   */
+  beforeNewLicense(signal?: AbortSignal): Promise<void>;
   /** Client facts sent with license requests. */
   clientInfo(): keywarden.v1.IClientInfo;
   /** The key vault's protection level. */

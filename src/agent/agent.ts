@@ -12,6 +12,7 @@ import { LicenseStore } from '../store/index.js';
 import type { AgentContext } from './agent-context.js';
 import { resolveAgentConfig, type AgentConfig, type ResolvedAgentConfig } from './config.js';
 import type { DeviceCredentials } from './device-credentials.js';
+import type { FleetClient } from '../fleet/index.js';
 import type { FleetLink } from './fleet-link.js';
 import { DomainManager, type DomainInfo } from './domain-manager.js';
 import type { AgentEvents } from './events.js';
@@ -88,6 +89,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentContext {
   private readonly sessions = new Set<Session>();
   /** The fleet channel, once connected (config.fleet). */
   fleet: FleetLink | undefined;
+  private fleetStart: Promise<void> | undefined;
   /** What opening the state found wrong (also emitted as events right after create). */
   startupProblems: readonly KeywardenError[] = [];
   /** Output protection verdict (issue 6 wires the output monitor here). */
@@ -355,6 +357,26 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentContext {
     this.creds = await this.individualizer.handleRefusal(err, signal);
   }
 
+  async beforeNewLicense(signal?: AbortSignal): Promise<void> {
+    const fleet = this.config.fleet;
+    if (!fleet || fleet.whenStale === 'allow') return;
+    await this.startFleet(await this.credentials(signal));
+    const client = this.fleet?.client;
+    if (!client || !client.isStale(this.trustedOrWallNow())) return;
+    // One pull over HTTP (the broker may be down), else a short wait for MQTT's retained list.
+    await client.refresh();
+    if (client.isStale(this.trustedOrWallNow()))
+      await waitForList(client, () => this.trustedOrWallNow(), STALE_WAIT_MS, signal);
+    if (!client.isStale(this.trustedOrWallNow())) return;
+    throw kwError(
+      'FLEET_LIST_STALE',
+      client.appliedListNumber === 0
+        ? 'no revocation list has reached this device yet; new licenses wait for one'
+        : `revocation list ${client.appliedListNumber} is past its next update; new licenses wait for a fresh one`,
+      { listNumber: client.appliedListNumber },
+    );
+  }
+
   clientInfo(): keywarden.v1.IClientInfo {
     return {
       agentVersion: this.config.agentVersion,
@@ -375,7 +397,16 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentContext {
   // -------------------------------------------------------------------------------------
   // Internals
 
-  private async startFleet(creds: DeviceCredentials): Promise<void> {
+  /** Starts the fleet link once; concurrent callers share the start. */
+  private startFleet(creds: DeviceCredentials): Promise<void> {
+    this.fleetStart ??= this.startFleetNow(creds).catch((err: unknown) => {
+      this.fleetStart = undefined;
+      throw err;
+    });
+    return this.fleetStart;
+  }
+
+  private async startFleetNow(creds: DeviceCredentials): Promise<void> {
     if (this.fleet || this.closed || !this.config.fleet) return;
     const { FleetLink } = await import('./fleet-link.js');
     this.fleet = new FleetLink(
@@ -492,4 +523,19 @@ async function openStore(
       problem: kwError(err.code, `${err.message}; moved aside to ${aside}`, { aside }, err),
     };
   }
+}
+
+/** How long a new license waits for a revocation list over MQTT when the pull brought none. */
+const STALE_WAIT_MS = 3000;
+
+/** Resolves once the client holds a fresh list, after `ms`, or when `signal` aborts. */
+async function waitForList(
+  client: FleetClient,
+  nowMs: () => number,
+  ms: number,
+  signal?: AbortSignal,
+): Promise<void> {
+  const until = Date.now() + ms;
+  while (client.isStale(nowMs()) && Date.now() < until && !signal?.aborted)
+    await new Promise((r) => setTimeout(r, 50));
 }

@@ -167,6 +167,8 @@ export interface AgentConfigFile {
     username?: string;
     password?: string;
     tls?: { ca?: string; cert?: string; key?: string; servername?: string };
+    /** "refuse" (default): no new licenses past the list's next update; "allow". */
+    whenStale?: 'refuse' | 'allow';
   };
 }
 
@@ -245,9 +247,16 @@ async function fleetSection(v: unknown, base: string): Promise<FleetConfig> {
   const f = v as Record<string, unknown>;
   for (const k of Object.keys(f))
     if (
-      !['url', 'topicPrefix', 'protocolVersion', 'pullUrl', 'username', 'password', 'tls'].includes(
-        k,
-      )
+      ![
+        'url',
+        'topicPrefix',
+        'protocolVersion',
+        'pullUrl',
+        'username',
+        'password',
+        'tls',
+        'whenStale',
+      ].includes(k)
     )
       throw kwError('CONFIG_INVALID', `unknown field 'fleet.${k}'`, { field: `fleet.${k}` });
   const url = str(f.url, 'fleet.url', true)!;
@@ -256,6 +265,10 @@ async function fleetSection(v: unknown, base: string): Promise<FleetConfig> {
   if (f.protocolVersion !== undefined && f.protocolVersion !== 4 && f.protocolVersion !== 5)
     throw kwError('CONFIG_INVALID', 'fleet.protocolVersion must be 4 (MQTT 3.1.1) or 5');
   checkUrl(str(f.pullUrl, 'fleet.pullUrl'), 'fleet.pullUrl', false);
+  if (f.whenStale !== undefined && f.whenStale !== 'refuse' && f.whenStale !== 'allow')
+    throw kwError('CONFIG_INVALID', 'fleet.whenStale must be "refuse" or "allow"', {
+      field: 'fleet.whenStale',
+    });
   const tlsRaw = (f.tls ?? {}) as Record<string, unknown>;
   const [ca, cert, key] = await Promise.all([
     readPem(base, str(tlsRaw.ca, 'fleet.tls.ca'), 'fleet.tls.ca'),
@@ -270,6 +283,7 @@ async function fleetSection(v: unknown, base: string): Promise<FleetConfig> {
     ...(f.pullUrl !== undefined && { pullUrl: str(f.pullUrl, 'fleet.pullUrl')! }),
     ...(f.username !== undefined && { username: str(f.username, 'fleet.username')! }),
     ...(f.password !== undefined && { password: str(f.password, 'fleet.password')! }),
+    ...(f.whenStale !== undefined && { whenStale: f.whenStale }),
     ...((ca || cert || key || servername) && {
       tls: {
         ...(ca && { ca }),

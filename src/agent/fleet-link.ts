@@ -24,6 +24,11 @@ export interface FleetConfig {
   readonly tls?: FleetTlsOptions;
   readonly username?: string;
   readonly password?: string;
+  /**
+   * Past the applied list's next update (or before any list): 'refuse' (default) refuses new
+   * licenses until a fresh list arrives (FLEET_LIST_STALE, 7605); 'allow' only reports it.
+   */
+  readonly whenStale?: 'refuse' | 'allow';
 }
 
 /** The revocations in force, kept sealed so a restart re-applies them. */

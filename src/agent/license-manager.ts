@@ -201,6 +201,7 @@ export class LicenseManager {
     url: string,
     req: AcquireRequest,
   ): Promise<AcquireResult> {
+    await this.ctx.beforeNewLicense(req.signal);
     this.ctx.emit('acquiring-license', { kids: header.kids, contentId: header.contentId, url });
     const request: keywarden.v1.ILicenseRequest = {
       keyIds: header.kids.map((k) => Buffer.from(k, 'hex')),

@@ -260,6 +260,10 @@ export const ERRORS = {
     number: 7604,
     hint: 'The fleet command is addressed to another device; it was ignored.',
   },
+  FLEET_LIST_STALE: {
+    number: 7605,
+    hint: 'The revocation list is past its next update: new licenses are refused until a fresh list arrives; check the broker and the head-end pull URL.',
+  },
 
   // 7500-7549: the device's persistent license store and agent configuration.
   STORE_TAMPERED: {
