@@ -2,7 +2,12 @@ import path from 'node:path';
 import type { X509Certificate } from 'node:crypto';
 import { isKeywardenError } from '../errors/index.js';
 import type { FileSystem } from '../io/fs.js';
-import { FleetClient, type FleetState, type FleetTlsOptions } from '../fleet/index.js';
+import {
+  FleetClient,
+  type FleetState,
+  type FleetTlsOptions,
+  type ReconnectPolicy,
+} from '../fleet/index.js';
 import { keywarden } from '../protocol/generated/proto.js';
 import type { DeviceCredentials } from './device-credentials.js';
 import type { LicenseManager } from './license-manager.js';
@@ -19,7 +24,10 @@ export interface FleetConfig {
   readonly topicPrefix?: string;
   /** MQTT 5 (default) or 4 (3.1.1). */
   readonly protocolVersion?: 4 | 5;
-  /** The head-end's GET /v1/fleet/revocations, pulled on every connect. */
+  /**
+   * The head-end's GET /v1/fleet/revocations, pulled on every connect and, while the broker
+   * is unreachable, on every reconnect attempt.
+   */
   readonly pullUrl?: string;
   readonly tls?: FleetTlsOptions;
   readonly username?: string;
@@ -29,6 +37,11 @@ export interface FleetConfig {
    * licenses until a fresh list arrives (FLEET_LIST_STALE, 7605); 'allow' only reports it.
    */
   readonly whenStale?: 'refuse' | 'allow';
+  /**
+   * Reconnect backoff (default 1 s doubling to 60 s, jittered). While the broker is
+   * unreachable the list is also pulled over HTTP once per attempt, i.e. at this pace.
+   */
+  readonly reconnect?: ReconnectPolicy;
 }
 
 /** The revocations in force, kept sealed so a restart re-applies them. */
@@ -119,6 +132,7 @@ export class FleetLink {
       ...(config.tls && { tls: config.tls }),
       ...(config.username && { username: config.username }),
       ...(config.password && { password: config.password }),
+      ...(config.reconnect && { reconnect: config.reconnect }),
     });
   }
 

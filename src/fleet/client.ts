@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { X509Certificate } from 'node:crypto';
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import mqtt, { type IClientOptions, type IClientPublishOptions, type MqttClient } from 'mqtt';
 import { isKeywardenError, kwError, type KeywardenError } from '../errors/index.js';
 import { encodeMessage } from '../protocol/codec.js';
 import { MessageType, signMessageWith, type CallbackSigner } from '../protocol/envelope.js';
@@ -23,6 +23,9 @@ import {
 } from './verify.js';
 
 const v1 = keywarden.v1;
+/** How long stop() waits for the broker to take the offline marker. */
+const STOP_PUBLISH_TIMEOUT_MS = 2000;
+const OFFLINE_MARKER_BYTES = Buffer.from(OFFLINE_MARKER);
 
 /** Result of the agent's apply handlers; `void` means applied. */
 export interface FleetApplyOutcome {
@@ -216,16 +219,18 @@ export class FleetClient extends EventEmitter {
     this.client = undefined;
     if (client) {
       if (client.connected && opts.publishOffline !== false) {
-        await new Promise<void>((resolve) =>
-          client.publish(
-            this.topics.status,
-            Buffer.from(OFFLINE_MARKER),
-            { qos: 1, retain: true },
-            () => resolve(),
-          ),
+        // A broker that vanishes right now never acknowledges: the will covers that case.
+        await withinMs(
+          publishWhileOpen(client, this.topics.status, OFFLINE_MARKER_BYTES, {
+            qos: 1,
+            retain: true,
+          }),
+          STOP_PUBLISH_TIMEOUT_MS,
         );
       }
-      await client.endAsync(!client.connected);
+      // A clean end waits for in-flight acknowledgements; a dead broker gives none.
+      if (!client.connected || !(await withinMs(client.endAsync(false), STOP_PUBLISH_TIMEOUT_MS)))
+        await client.endAsync(true);
     }
     await this.queue.catch(() => undefined);
   }
@@ -273,6 +278,8 @@ export class FleetClient extends EventEmitter {
         error: asKeywardenError(err),
       } satisfies RejectedEvent);
       return;
+    } finally {
+      if (this.pullAbort === abort) this.pullAbort = undefined;
     }
     if (bytes !== undefined) await this.enqueue(() => this.handleList(bytes, 'http'));
   }
@@ -303,7 +310,7 @@ export class FleetClient extends EventEmitter {
       this.opts.signer,
       { nowMs: this.now() },
     );
-    await client.publishAsync(this.topics.status, Buffer.from(bytes), { qos: 1, retain: true });
+    await publishWhileOpen(client, this.topics.status, bytes, { qos: 1, retain: true });
   }
 
   // ---- connection -------------------------------------------------------------------
@@ -376,6 +383,9 @@ export class FleetClient extends EventEmitter {
     this.emit('reconnecting', { attempt: this.attempt, delayMs });
     this.attempt++;
     this.timer = setTimeout(() => this.connect(), delayMs);
+    // Meanwhile the list still comes over HTTP: one pull per lost connection or failed
+    // attempt, i.e. at the backoff's jittered pace (a pull in flight is not restarted).
+    if (this.pullAbort === undefined) void this.refresh();
   }
 
   private async onConnect(client: MqttClient, sessionPresent: boolean): Promise<void> {
@@ -510,11 +520,53 @@ export class FleetClient extends EventEmitter {
           this.opts.signer,
           { nowMs: this.now() },
         );
-        await client.publishAsync(this.topics.ack, Buffer.from(bytes), { qos: 1 });
-        this.emit('ack', { ack } satisfies AckEvent);
+        if ((await publishWhileOpen(client, this.topics.ack, bytes, { qos: 1 })) === 'sent')
+          this.emit('ack', { ack } satisfies AckEvent);
       } catch (err) {
         this.emit('error', err);
       }
     })();
   }
+}
+
+/**
+ * Publishes at QoS 1 and settles when the broker acknowledges ('sent') or the connection
+ * closes first ('closed'). mqtt.js keeps an unacknowledged QoS 1 publish of a persistent
+ * session for a resend that never comes here (each reconnect is a new client), so its own
+ * callback would never run, and a caller awaiting it would wait for ever.
+ */
+function publishWhileOpen(
+  client: MqttClient,
+  topic: string,
+  payload: Uint8Array,
+  opts: IClientPublishOptions,
+): Promise<'sent' | 'closed'> {
+  return new Promise((resolve, reject) => {
+    const onClose = (): void => settle(() => resolve('closed'));
+    const settle = (fn: () => void): void => {
+      client.off('close', onClose);
+      client.off('end', onClose);
+      fn();
+    };
+    if (client.disconnecting || client.disconnected) return resolve('closed');
+    client.once('close', onClose);
+    client.once('end', onClose);
+    client.publish(topic, Buffer.from(payload), opts, (err) =>
+      settle(() => (err ? reject(err) : resolve('sent'))),
+    );
+  });
+}
+
+/** True when `p` settles (either way) within `ms`, false when the time runs out first. */
+async function withinMs(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const done = await Promise.race([
+    p.then(
+      () => true,
+      () => true,
+    ),
+    new Promise<false>((r) => (timer = setTimeout(() => r(false), ms))),
+  ]);
+  clearTimeout(timer);
+  return done;
 }

@@ -17,6 +17,12 @@ export {
 } from './client.js';
 export { pullRevocationList, REVOCATIONS_PATH, type PullOptions } from './pull.js';
 export {
+  sharedSignerCache,
+  SignerChainCache,
+  type SignerCacheStats,
+  type VerifiedSigner,
+} from './signer-cache.js';
+export {
   CommandNonceSet,
   DEFAULT_MAX_NONCES,
   EMPTY_FLEET_STATE,

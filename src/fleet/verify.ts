@@ -1,8 +1,10 @@
 import type { X509Certificate } from 'node:crypto';
+import { verifyP256 } from '../crypto/ecdsa.js';
 import { isKeywardenError, kwError, type ErrorCode, KeywardenError } from '../errors/index.js';
 import { decodeMessage, MAX_MESSAGE_BYTES } from '../protocol/codec.js';
-import { DEFAULT_MAX_SKEW_MS, MessageType, verifyMessage } from '../protocol/envelope.js';
+import { DEFAULT_MAX_SKEW_MS, MessageType, NONCE_BYTES } from '../protocol/envelope.js';
 import { keywarden } from '../protocol/generated/proto.js';
+import { sharedSignerCache, type SignerChainCache } from './signer-cache.js';
 import type { CommandNonceSet } from './state.js';
 
 const v1 = keywarden.v1;
@@ -26,6 +28,8 @@ export interface FleetVerifierOptions {
   readonly publisherName?: string;
   /** Longest accepted command lifetime; default 30 days. */
   readonly maxCommandLifetimeMs?: number;
+  /** Verified signer chains; default the process-wide {@link sharedSignerCache}. */
+  readonly signerCache?: SignerChainCache;
 }
 
 /** A revocation list that verified. */
@@ -58,11 +62,6 @@ export interface FleetCounters {
   readonly rejectedByCode: Readonly<Partial<Record<ErrorCode, number>>>;
 }
 
-function commonName(cert: X509Certificate | undefined): string {
-  const line = (cert?.subject ?? '').split('\n').find((l) => l.startsWith('CN='));
-  return line ? line.slice(3) : '';
-}
-
 function checkSize(bytes: unknown, limit: number): asserts bytes is Uint8Array {
   if (!(bytes instanceof Uint8Array)) throw kwError('DECODE_FAILED', 'the payload is not bytes');
   if (bytes.length > limit)
@@ -76,7 +75,12 @@ function checkSize(bytes: unknown, limit: number): asserts bytes is Uint8Array {
     );
 }
 
-/** Signature, chain to the root, type; then the signer must be the fleet publisher itself. */
+/**
+ * Signature, chain to the root, type; then the signer must be the fleet publisher itself.
+ * The envelope checks are those of verifyMessage (src/protocol/envelope.ts), in its order
+ * (decode, nonce length, chain, signature over the body, type, finite timestamp), with the
+ * chain taken from the {@link SignerChainCache} when its exact bytes verified before.
+ */
 function verifyEnvelope(
   bytes: Uint8Array,
   type: MessageType,
@@ -87,29 +91,44 @@ function verifyEnvelope(
     bytes,
     Math.min(opts.maxPayloadBytes ?? DEFAULT_MAX_FLEET_PAYLOAD_BYTES, MAX_MESSAGE_BYTES),
   );
-  // Retained lists and queued commands are legitimately old: age is checked per kind below.
-  const verified = verifyMessage(bytes, type, {
-    trustedRoot: opts.trustedRoot,
+  const envelope = decodeMessage(v1.SignedMessage, bytes, 'SignedMessage');
+  const body = decodeMessage(v1.SignedBody, envelope.body, 'SignedBody');
+  if (body.nonce.length !== NONCE_BYTES)
+    throw kwError(
+      'DECODE_FAILED',
+      `the envelope nonce is ${body.nonce.length} bytes, not ${NONCE_BYTES}`,
+    );
+  const signer = (opts.signerCache ?? sharedSignerCache).resolve(
+    envelope.certChain,
+    opts.trustedRoot,
     nowMs,
-    maxSkewMs: Number.POSITIVE_INFINITY,
-  });
-  const leaf = verified.chain[0];
+  );
+  if (!verifyP256(signer.key, envelope.body, envelope.signature))
+    throw kwError('SIGNATURE_INVALID', 'the message signature does not verify');
+  if (body.type !== type)
+    throw kwError(
+      'MESSAGE_TYPE_MISMATCH',
+      `expected ${MessageType[type]}, got ${String(MessageType[body.type] ?? body.type)}`,
+      { expected: type, actual: body.type },
+    );
+  // Retained lists and queued commands are legitimately old: age is checked per kind below.
+  const timestamp = Number(body.timestampMs);
+  if (!Number.isFinite(timestamp))
+    throw kwError('MESSAGE_STALE', 'the message timestamp is not a number', { nowMs });
   const name = opts.publisherName ?? FLEET_PUBLISHER_NAME;
-  if (verified.chain.length !== 1 || leaf?.ca !== false || commonName(leaf) !== name)
+  if (signer.path.length !== 1 || signer.leafIsCa || signer.leafCommonName !== name)
     throw kwError(
       'FLEET_SIGNER_NOT_PUBLISHER',
       'the message is not signed by the fleet publisher',
-      {
-        signer: leaf?.subject.replace(/\n/g, ', ') ?? '',
-      },
+      { signer: signer.leafSubject.replace(/\n/g, ', ') },
     );
   const skew = opts.maxSkewMs ?? DEFAULT_MAX_SKEW_MS;
-  if (!Number.isFinite(verified.timestamp) || verified.timestamp > nowMs + skew)
+  if (timestamp > nowMs + skew)
     throw kwError('MESSAGE_STALE', 'the message is signed in the future', {
-      timestampMs: verified.timestamp,
+      timestampMs: timestamp,
       nowMs,
     });
-  return { payload: verified.payload, nonce: verified.nonce, signedAtMs: verified.timestamp };
+  return { payload: body.payload, nonce: body.nonce, signedAtMs: timestamp };
 }
 
 function safeNumber(value: unknown, what: string): number {

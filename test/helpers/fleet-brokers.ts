@@ -1,4 +1,7 @@
-/** MQTT brokers for fleet tests: in-process aedes, and a real Mosquitto on loopback. */
+/**
+ * MQTT brokers for fleet tests and the fleet bench: in-process aedes, and real Mosquitto and
+ * nats-server (MQTT) processes on loopback.
+ */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net, { type AddressInfo, type Socket } from 'node:net';
@@ -90,8 +93,80 @@ export async function startAedes(): Promise<TestBroker> {
   };
 }
 
+/** A broker process the test or bench can stop and start again (same port, same files). */
+export interface BrokerProcess extends TestBroker {
+  /** Pid of the running process (undefined while stopped). */
+  pid(): number | undefined;
+  /** Its stderr (and stdout) so far, for failure messages. */
+  log(): string;
+}
+
+/**
+ * Runs `cmd args` as a broker listening on `port` (127.0.0.1): start() spawns it and
+ * resolves once `ready` holds (default: the port accepts connections), rejecting with the
+ * log if it exits first; stop() sends SIGTERM and waits for the exit.
+ */
+function brokerProcess(
+  name: string,
+  url: string,
+  port: number,
+  cmd: string,
+  args: readonly string[],
+  opts: { ready?: (log: () => string) => Promise<void>; dispose?: () => Promise<void> } = {},
+): BrokerProcess {
+  let proc: ChildProcess | undefined;
+  let log = '';
+  const start = async (): Promise<void> => {
+    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    proc = p;
+    for (const stream of [p.stdout, p.stderr]) {
+      stream?.setEncoding('utf8');
+      stream?.on('data', (d: string) => {
+        // Bounded: a long bench must not keep every line.
+        log = (log + d).slice(-64 * 1024);
+      });
+    }
+    const exited = new Promise<never>((_, reject) =>
+      p.once('exit', (code, signal) =>
+        reject(new Error(`${cmd} exited (${code ?? signal}): ${log}`)),
+      ),
+    );
+    exited.catch(() => undefined);
+    await Promise.race([opts.ready ? opts.ready(() => log) : waitPort(port), exited]);
+  };
+  const stop = async (): Promise<void> => {
+    const p = proc;
+    proc = undefined;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    const done = new Promise<void>((r) => p.once('exit', () => r()));
+    p.kill('SIGTERM');
+    await done;
+  };
+  return {
+    name,
+    url,
+    port,
+    start,
+    stop,
+    pid: () => proc?.pid,
+    log: () => log,
+    ...(opts.dispose && { dispose: opts.dispose }),
+  };
+}
+
+/** Options of {@link startMosquitto}. */
+export interface MosquittoOptions {
+  /** More configuration lines (e.g. the bench's `max_connections -1`). */
+  readonly extraConfig?: readonly string[];
+  /**
+   * Raise the open-file limit of the broker to this (or as far as the hard limit allows)
+   * before it starts: a broker for thousands of clients needs one fd per connection.
+   */
+  readonly fileLimit?: number;
+}
+
 /** A real Mosquitto (`mosquitto -c conf`) on a free loopback port, anonymous, no persistence. */
-export async function startMosquitto(): Promise<TestBroker> {
+export async function startMosquitto(opts: MosquittoOptions = {}): Promise<BrokerProcess> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'kw-mosq-'));
   const port = await freePort();
   const conf = path.join(dir, 'mosquitto.conf');
@@ -101,35 +176,102 @@ export async function startMosquitto(): Promise<TestBroker> {
       `listener ${port} 127.0.0.1`,
       'allow_anonymous true',
       'persistence false',
-      'log_dest none',
+      'log_dest stderr',
+      'log_type error',
+      'log_type warning',
+      ...(opts.extraConfig ?? []),
       '',
     ].join('\n'),
   );
-  let proc: ChildProcess | undefined;
-  const start = async (): Promise<void> => {
-    const p = spawn('mosquitto', ['-c', conf], { stdio: 'ignore' });
-    proc = p;
-    await waitPort(port);
-  };
-  const stop = async (): Promise<void> => {
-    const p = proc;
-    proc = undefined;
-    if (!p || p.exitCode !== null) return;
-    const exited = new Promise<void>((r) => p.once('exit', () => r()));
-    p.kill('SIGTERM');
-    await exited;
-  };
-  await start();
-  return {
-    name: 'mosquitto',
-    url: `mqtt://127.0.0.1:${port}`,
-    port,
-    start,
-    async stop() {
-      await stop();
-    },
+  const [cmd, args] =
+    opts.fileLimit === undefined
+      ? ['mosquitto', ['-c', conf]]
+      : [
+          'sh',
+          [
+            '-c',
+            `ulimit -n ${opts.fileLimit} 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec mosquitto -c "$1"`,
+            'sh',
+            conf,
+          ],
+        ];
+  const broker = brokerProcess('mosquitto', `mqtt://127.0.0.1:${port}`, port, cmd, args, {
     dispose: () => rm(dir, { recursive: true, force: true }),
-  };
+  });
+  try {
+    await broker.start();
+  } catch (err) {
+    await broker.dispose?.();
+    throw err;
+  }
+  return broker;
+}
+
+/**
+ * A real nats-server with its MQTT listener (MQTT 3.1.1 only) on a free loopback port.
+ * NATS implements MQTT on JetStream, which needs a server_name and a store directory:
+ * sessions, QoS 1 messages and retained messages live there, so they survive stop() and
+ * start() like a persistent broker's. The NATS client port is another free loopback port.
+ */
+export async function startNats(): Promise<BrokerProcess> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'kw-nats-'));
+  const port = await freePort();
+  const natsPort = await freePort();
+  const conf = path.join(dir, 'nats.conf');
+  await writeFile(
+    conf,
+    [
+      'server_name: kw-test-nats',
+      `listen: "127.0.0.1:${natsPort}"`,
+      `jetstream { store_dir: ${JSON.stringify(path.join(dir, 'store'))} }`,
+      `mqtt { listen: "127.0.0.1:${port}" }`,
+      '',
+    ].join('\n'),
+  );
+  const broker = brokerProcess(
+    'nats',
+    `mqtt://127.0.0.1:${port}`,
+    port,
+    'nats-server',
+    ['-c', conf],
+    {
+      // The MQTT port opens before JetStream is up; "Server is ready" comes after both.
+      ready: async (log) => {
+        const end = Date.now() + 15_000;
+        while (!/Server is ready/.test(log())) {
+          if (Date.now() > end) throw new Error(`nats-server did not get ready: ${log()}`);
+          await new Promise((r) => setTimeout(r, 25));
+        }
+        await waitPort(port);
+      },
+      dispose: () => rm(dir, { recursive: true, force: true }),
+    },
+  );
+  try {
+    await broker.start();
+  } catch (err) {
+    await broker.dispose?.();
+    throw err;
+  }
+  return broker;
+}
+
+let natsKnown: boolean | undefined;
+
+/**
+ * True when `nats-server` runs (`--version`). Missing: a visible SKIP, or an error in CI
+ * (KEYWARDEN_REQUIRE_TOOLS=1).
+ */
+export function hasNatsServer(): boolean {
+  if (natsKnown !== undefined) return natsKnown;
+  const r = spawnSync('nats-server', ['--version'], { encoding: 'utf8' });
+  natsKnown = r.error === undefined && /nats-server: v2\./.test(`${r.stdout}${r.stderr}`);
+  if (!natsKnown) {
+    if (process.env.KEYWARDEN_REQUIRE_TOOLS === '1')
+      throw new Error('nats-server is required (KEYWARDEN_REQUIRE_TOOLS=1) but is not installed');
+    console.warn('SKIP: nats-server is not installed; the NATS fleet tests are skipped');
+  }
+  return natsKnown;
 }
 
 let mosquittoKnown: boolean | undefined;
@@ -206,37 +348,61 @@ export function deriveMosquittoConfig(
 export async function startMosquittoWithConfig(
   confPath: string,
   port: number,
-): Promise<TestBroker & { log(): string }> {
-  let proc: ChildProcess | undefined;
-  let log = '';
-  const start = async (): Promise<void> => {
-    const p = spawn('mosquitto', ['-c', confPath], { stdio: ['ignore', 'ignore', 'pipe'] });
-    proc = p;
-    p.stderr?.setEncoding('utf8');
-    p.stderr?.on('data', (d: string) => {
-      log += d;
-    });
-    const exited = new Promise<never>((_, reject) =>
-      p.once('exit', (code) => reject(new Error(`mosquitto exited (${code}): ${log}`))),
-    );
-    exited.catch(() => undefined);
-    await Promise.race([waitPort(port), exited]);
-  };
-  const stop = async (): Promise<void> => {
-    const p = proc;
-    proc = undefined;
-    if (!p || p.exitCode !== null) return;
-    const done = new Promise<void>((r) => p.once('exit', () => r()));
-    p.kill('SIGTERM');
-    await done;
-  };
-  await start();
-  return {
-    name: 'mosquitto (config)',
-    url: `mqtts://127.0.0.1:${port}`,
+): Promise<BrokerProcess> {
+  const broker = brokerProcess(
+    'mosquitto (config)',
+    `mqtts://127.0.0.1:${port}`,
     port,
-    start,
-    stop,
-    log: () => log,
+    'mosquitto',
+    ['-c', confPath],
+  );
+  await broker.start();
+  return broker;
+}
+
+/** A TCP relay in front of a broker, to cut a client's connection as a network fault would. */
+export interface TcpRelay {
+  /** mqtt://127.0.0.1:port of the relay. */
+  readonly url: string;
+  /** Destroys every relayed connection now (both sides), without any MQTT DISCONNECT. */
+  cut(): void;
+  close(): Promise<void>;
+}
+
+/** Starts a {@link TcpRelay} on a free loopback port forwarding to 127.0.0.1:`targetPort`. */
+export async function startTcpRelay(targetPort: number): Promise<TcpRelay> {
+  const pairs = new Set<[Socket, Socket]>();
+  const server = net.createServer((inbound) => {
+    const outbound = net.connect(targetPort, '127.0.0.1');
+    const pair: [Socket, Socket] = [inbound, outbound];
+    pairs.add(pair);
+    const end = (): void => {
+      pairs.delete(pair);
+      inbound.destroy();
+      outbound.destroy();
+    };
+    for (const s of pair) {
+      s.once('close', end);
+      s.on('error', end);
+    }
+    inbound.pipe(outbound);
+    outbound.pipe(inbound);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as AddressInfo;
+  const cut = (): void => {
+    for (const [a, b] of pairs) {
+      a.destroy();
+      b.destroy();
+    }
+    pairs.clear();
+  };
+  return {
+    url: `mqtt://127.0.0.1:${port}`,
+    cut,
+    async close() {
+      cut();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
   };
 }

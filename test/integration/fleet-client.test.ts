@@ -10,14 +10,18 @@ import {
   revocationsTopic,
   type FleetClientOptions,
   type RejectedEvent,
+  type RevocationListEvent,
 } from '../../src/fleet/index.js';
 import { decodeMessage } from '../../src/protocol/codec.js';
 import { MessageType, verifyMessage } from '../../src/protocol/envelope.js';
 import { keywarden } from '../../src/protocol/generated/proto.js';
 import {
   hasMosquitto,
+  hasNatsServer,
   startAedes,
   startMosquitto,
+  startNats,
+  startTcpRelay,
   type TestBroker,
 } from '../helpers/fleet-brokers.js';
 import {
@@ -102,11 +106,13 @@ function suite(
       let http: Server;
       let httpList: Uint8Array | undefined;
       let httpUrl = '';
+      let httpHits = 0;
 
       function startDevice(deviceId: string, extra: Partial<FleetClientOptions> = {}): Harness {
         const applied: number[] = [];
         const commands: string[] = [];
-        const store = new MemoryFleetStateStore();
+        const store =
+          (extra.store as MemoryFleetStateStore | undefined) ?? new MemoryFleetStateStore();
         const client = new FleetClient({
           url: broker.url,
           deviceId,
@@ -149,6 +155,7 @@ function suite(
         broker = await makeBroker();
         publisher = await connectPublisher();
         http = createServer((req, res) => {
+          httpHits++;
           if (req.url !== '/v1/fleet/revocations' || httpList === undefined) {
             res.writeHead(404).end();
             return;
@@ -303,6 +310,70 @@ function suite(
         await again.client.stop({ publishOffline: false });
       });
 
+      it('a device offline while a list and a command are published gets both when it reconnects', async () => {
+        const dev = startDevice('dev-0005');
+        const topics = dev.client.topics;
+        const firstAck = nextMessage(publisher, topics.ack);
+        await dev.client.start();
+        await firstAck; // the retained list of the earlier tests, applied
+        const before = dev.client.appliedListNumber;
+        expect(before).toBeGreaterThan(0);
+        await dev.client.stop({ publishOffline: false });
+
+        // While it is offline: a newer list (retained) and a command (queued in its session).
+        const n = before + 1;
+        await publish(revocationsTopic(prefix), signedList(pki.publisher, n), true);
+        await publish(
+          topics.command,
+          signedCommand(pki.publisher, { id: 'cmd-offline', deviceId: 'dev-0005', argument: 'x' }),
+        );
+
+        // The agent restarts: a new client on the same state.
+        const again = startDevice('dev-0005', { store: dev.store });
+        const listAck = nextMessage(publisher, topics.ack, (p) => {
+          const a = decodeAck(pki, p);
+          return a.commandId === '' && Number(a.listNumber) === n;
+        });
+        const cmdAck = nextMessage(
+          publisher,
+          topics.ack,
+          (p) => decodeAck(pki, p).commandId === 'cmd-offline',
+        );
+        const connected = waitEvent<boolean>(again.client, 'connected');
+        await again.client.start();
+        expect(await connected, 'the broker kept the session').toBe(true);
+        expect(decodeAck(pki, await listAck).ok).toBe(true);
+        expect(decodeAck(pki, await cmdAck)).toMatchObject({ ok: true, message: 'done x' });
+        expect(again.applied).toEqual([n]);
+        expect(again.commands).toEqual(['cmd-offline']);
+        expect((await again.store.get())?.listNumber).toBe(n);
+        await again.client.stop({ publishOffline: false });
+      });
+
+      it('the broker publishes the offline marker when the connection drops; the device comes back', async () => {
+        const relay = await startTcpRelay(broker.port);
+        try {
+          const dev = startDevice('dev-0006', { url: relay.url });
+          const topic = dev.client.topics.status;
+          const connected = waitEvent(dev.client, 'connected');
+          await dev.client.start();
+          await connected;
+          const online = nextMessage(publisher, topic, (p) => !isOfflineMarker(p));
+          await dev.client.publishStatus({ agentVersion: 'x' });
+          await online;
+          const offline = nextMessage(publisher, topic, isOfflineMarker);
+          const back = nextMessage(publisher, topic, (p) => !isOfflineMarker(p));
+          relay.cut(); // no DISCONNECT: the broker sends the will
+          expect(Buffer.from(await offline).toString()).toBe('offline');
+          // It reconnects (through the relay, still listening) and republishes its status.
+          await back;
+          expect(dev.client.connected).toBe(true);
+          await dev.client.stop({ publishOffline: false });
+        } finally {
+          await relay.close();
+        }
+      });
+
       it('pulls the list over HTTP on connect and on refresh()', async () => {
         httpList = signedList(pki.publisher, 7);
         const dev = startDevice('dev-0003', { pullUrl: httpUrl });
@@ -324,6 +395,42 @@ function suite(
         expect(dev.client.appliedListNumber).toBe(7);
         await dev.client.stop();
       });
+
+      it('while the broker is down, the list still comes over HTTP at the reconnect pace', async () => {
+        httpList = undefined;
+        const dev = startDevice('dev-0007', { pullUrl: httpUrl });
+        const connected = waitEvent(dev.client, 'connected');
+        await dev.client.start();
+        await connected;
+        let attempts = 0;
+        dev.client.on('reconnecting', () => attempts++);
+        const disconnected = waitEvent(dev.client, 'disconnected');
+        await publisher.endAsync(true);
+        await broker.stop();
+        await disconnected;
+        // Revoked while the broker is down: only the head-end's HTTP endpoint has it.
+        const hits0 = httpHits;
+        httpList = signedList(pki.publisher, 100);
+        const got = await waitEvent<RevocationListEvent>(
+          dev.client,
+          'revocation-list',
+          (e) => e.number === 100,
+        );
+        expect(got.source).toBe('http');
+        expect(dev.client.connected).toBe(false);
+        await expect.poll(() => dev.client.appliedListNumber).toBe(100);
+        expect(dev.applied).toContain(100);
+        // One pull per lost connection or failed attempt, not more.
+        await new Promise((r) => setTimeout(r, 500));
+        expect(httpHits - hits0).toBeGreaterThan(0);
+        expect(httpHits - hits0).toBeLessThanOrEqual(attempts);
+
+        const reconnected = waitEvent(dev.client, 'connected');
+        await broker.start();
+        await reconnected;
+        publisher = await connectPublisher();
+        await dev.client.stop();
+      });
     },
   );
 }
@@ -331,45 +438,4 @@ function suite(
 suite('aedes', startAedes, 4, () => true);
 suite('mosquitto', startMosquitto, 5, hasMosquitto);
 suite('mosquitto', startMosquitto, 4, hasMosquitto);
-
-describe('fleet client last will (aedes)', () => {
-  it('the broker publishes the offline marker when the device drops', async () => {
-    const pki = await makeFleetPki('dev-will');
-    const broker = await startAedes();
-    const watcher = await mqtt.connectAsync(broker.url, { protocolVersion: 4 });
-    const topics = fleetTopics('w', 'dev-will');
-    await watcher.subscribeAsync(topics.status, { qos: 1 });
-    const client = new FleetClient({
-      url: broker.url,
-      deviceId: 'dev-will',
-      topicPrefix: 'w',
-      protocolVersion: 4,
-      trustedRoot: pki.root.der,
-      signer: deviceSigner(pki),
-      store: new MemoryFleetStateStore(),
-      applyRevocationList: () => Promise.resolve(),
-      reconnect: { initialDelayMs: 100, maxDelayMs: 200 },
-    });
-    try {
-      const connected = waitEvent(client, 'connected');
-      await client.start();
-      await connected;
-      const online = nextMessage(watcher, topics.status, (p) => !isOfflineMarker(p));
-      await client.publishStatus({ agentVersion: 'x' });
-      await online;
-      const offline = nextMessage(watcher, topics.status, isOfflineMarker);
-      const back = nextMessage(watcher, topics.status, (p) => !isOfflineMarker(p));
-      const aedes = broker.aedes!();
-      const conn = (aedes as unknown as { clients: Record<string, { conn: { destroy(): void } }> })
-        .clients['dev-will'];
-      conn?.conn.destroy();
-      expect(Buffer.from(await offline).toString()).toBe('offline');
-      // It reconnects and republishes its (online) status.
-      await back;
-    } finally {
-      await client.stop();
-      await watcher.endAsync(true);
-      await broker.stop();
-    }
-  });
-});
+suite('nats', startNats, 4, hasNatsServer);

@@ -1,13 +1,14 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, X509Certificate } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { isKeywardenError, type ErrorCode } from '../../../src/errors/index.js';
 import {
   CommandNonceSet,
   FleetVerifier,
+  SignerChainCache,
   verifyCommand,
   verifyRevocationList,
 } from '../../../src/fleet/index.js';
-import { MessageType, signMessage } from '../../../src/protocol/envelope.js';
+import { MessageType, signMessage, verifyMessage } from '../../../src/protocol/envelope.js';
 import { keywarden } from '../../../src/protocol/generated/proto.js';
 import {
   keySigner,
@@ -278,6 +279,108 @@ describe('command verification', () => {
         ),
       ),
     ).toBe('NONCE_REPLAYED');
+  });
+});
+
+describe('signer chain cache', () => {
+  const DAY = 86_400_000;
+  const list = (n: number, nowMs = NOW): Uint8Array => signedList(pki.publisher, n, {}, { nowMs });
+
+  it('verifies the chain once, then only the windows and each body signature', () => {
+    const cache = new SignerChainCache();
+    const opts = { trustedRoot: pki.root.der, signerCache: cache };
+    for (let n = 1; n <= 5; n++)
+      expect(verifyRevocationList(list(n), { nowMs: NOW, appliedNumber: 0 }, opts).number).toBe(n);
+    expect(cache.stats()).toEqual({ hits: 4, misses: 1, entries: 1 });
+    // The chain is cached, yet a body signed by another key with that chain is refused ...
+    const forged = signMessage(
+      MessageType.FLEET_REVOCATION_LIST,
+      listPayload(9, {}, NOW),
+      { privateKey: pki.otherPublisher.privateKey, chain: [pki.publisher.der] },
+      { nowMs: NOW },
+    );
+    expect(codeOf(() => verifyRevocationList(forged, { nowMs: NOW, appliedNumber: 0 }, opts))).toBe(
+      'SIGNATURE_INVALID',
+    );
+    // ... and so is a genuine body altered after signing.
+    const env = v1.SignedMessage.decode(list(9));
+    const body = v1.SignedBody.decode(env.body);
+    body.payload = listPayload(10, {}, NOW);
+    env.body = v1.SignedBody.encode(body).finish();
+    const tampered = v1.SignedMessage.encode(env).finish();
+    expect(
+      codeOf(() => verifyRevocationList(tampered, { nowMs: NOW, appliedNumber: 0 }, opts)),
+    ).toBe('SIGNATURE_INVALID');
+    expect(cache.stats()).toMatchObject({ hits: 6, misses: 1 });
+  });
+
+  it('checks the validity windows against the time of each message', () => {
+    const cache = new SignerChainCache();
+    const opts = { trustedRoot: pki.root.der, signerCache: cache };
+    const bytes = list(1);
+    const at = (nowMs: number) =>
+      codeOf(() => verifyRevocationList(bytes, { nowMs, appliedNumber: 0 }, opts));
+    expect(at(NOW)).toBeUndefined();
+    // The test PKI's certificates are valid from a day ago for 365 days.
+    expect(at(NOW + 400 * DAY)).toBe('CERT_EXPIRED');
+    expect(at(NOW - 2 * DAY)).toBe('CERT_EXPIRED');
+    expect(at(NOW)).toBeUndefined();
+    expect(cache.stats()).toEqual({ hits: 3, misses: 1, entries: 1 });
+    // The same expiry as a cold check gives.
+    expect(
+      codeOf(() =>
+        verifyMessage(bytes, MessageType.FLEET_REVOCATION_LIST, {
+          trustedRoot: pki.root.der,
+          nowMs: NOW + 400 * DAY,
+          maxSkewMs: Number.POSITIVE_INFINITY,
+        }),
+      ),
+    ).toBe('CERT_EXPIRED');
+  });
+
+  it('is keyed by the exact root and chain bytes; failures are not kept', () => {
+    const cache = new SignerChainCache();
+    const ctx = { nowMs: NOW, appliedNumber: 0 };
+    verifyRevocationList(list(1), ctx, { trustedRoot: pki.root.der, signerCache: cache });
+    // The cached publisher chain checked against another root: verified again, and refused.
+    expect(
+      codeOf(() =>
+        verifyRevocationList(list(2), ctx, { trustedRoot: pki.otherRoot.der, signerCache: cache }),
+      ),
+    ).toBe('CERT_UNTRUSTED_ROOT');
+    // A publisher of another root presenting its chain: refused, every time, never kept.
+    for (let i = 0; i < 3; i++)
+      expect(
+        codeOf(() =>
+          verifyRevocationList(signedList(pki.otherPublisher, 3, {}, { nowMs: NOW }), ctx, {
+            trustedRoot: pki.root.der,
+            signerCache: cache,
+          }),
+        ),
+      ).toBe('CERT_UNTRUSTED_ROOT');
+    expect(cache.stats()).toEqual({ hits: 0, misses: 5, entries: 1 });
+    // A parsed root (the agent's form) hits the entry made with its DER.
+    const parsed = new X509Certificate(pki.root.der);
+    verifyRevocationList(list(4), ctx, { trustedRoot: parsed, signerCache: cache });
+    expect(cache.stats()).toEqual({ hits: 1, misses: 5, entries: 1 });
+  });
+
+  it('stays bounded', () => {
+    const cache = new SignerChainCache(2);
+    const ctx = { nowMs: NOW, appliedNumber: 0 };
+    const opts = { trustedRoot: pki.root.der, signerCache: cache };
+    // Three distinct chains that all verify: the publisher, the device, the publisher + root.
+    verifyRevocationList(list(1), ctx, opts);
+    codeOf(() => verifyRevocationList(signedList(pki.device, 1, {}, { nowMs: NOW }), ctx, opts));
+    verifyRevocationList(
+      signedList(pki.publisher, 1, {}, { nowMs: NOW, chain: [pki.root] }),
+      ctx,
+      opts,
+    );
+    expect(cache.stats()).toEqual({ hits: 0, misses: 3, entries: 2 });
+    // The publisher alone was the least recently used: verified again.
+    verifyRevocationList(list(2), ctx, opts);
+    expect(cache.stats()).toMatchObject({ hits: 0, misses: 4, entries: 2 });
   });
 });
 
