@@ -66,12 +66,7 @@ export { parseDuration, formatDuration } from './policy/durations.js';
 export { POLICY_SETTERS } from './policy/policy-args.js';
 export type { PolicySpec } from './policy/policy-spec.js';
 export { startHeadendServer, type HeadendServer, type ServerOptions } from './http/server.js';
-export {
-  runHeadendCluster,
-  setDefaultClusterFleet,
-  type ClusterOptions,
-  type HeadendCluster,
-} from './http/cluster.js';
+export { runHeadendCluster, type ClusterOptions, type HeadendCluster } from './http/cluster.js';
 export {
   FLEET_ACTIONS,
   type FleetStatus,

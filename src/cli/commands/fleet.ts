@@ -1,12 +1,6 @@
 import type { Command } from 'commander';
 import { kwError } from '../../errors/index.js';
-import { loadHeadend, printResult, withHeadend } from '../headend-access.js';
-
-function port(text: string): number {
-  if (!/^\d+$/.test(text) || Number(text) > 65535)
-    throw kwError('CLI_USAGE', `'${text}' is not a TCP port`);
-  return Number(text);
-}
+import { printResult, withHeadend } from '../headend-access.js';
 
 function dataDir(fleet: Command): string {
   const dir = fleet.opts<{ data?: string }>().data;
@@ -120,43 +114,8 @@ function registerStatus(fleet: Command): void {
     });
 }
 
-/**
- * Adds the fleet options to `keywarden headend` (serving): the primary runs the embedded
- * MQTT broker and the publisher unless --no-fleet; --mqtt-url points at an external broker.
- */
-function extendHeadend(program: Command): void {
-  const headend = program.commands.find((c) => c.name() === 'headend');
-  if (!headend) return;
-  headend
-    .option('--mqtt-port <n>', 'port of the embedded MQTT broker (fleet)', port, 1883)
-    .option('--mqtt-host <addr>', 'interface of the embedded MQTT broker', '127.0.0.1')
-    .option('--mqtt-url <url>', 'use this external MQTT broker instead of the embedded one')
-    .option('--fleet-prefix <prefix>', 'MQTT topic prefix of the fleet', 'keywarden')
-    .option('--no-fleet', 'run no MQTT broker and no fleet publisher');
-  headend.hook('preAction', async (_cmd, action) => {
-    if (action !== headend) return;
-    const f = headend.opts<{
-      mqttPort: number;
-      mqttHost: string;
-      mqttUrl?: string;
-      fleetPrefix: string;
-      fleet: boolean;
-    }>();
-    const { setDefaultClusterFleet } = await loadHeadend();
-    setDefaultClusterFleet(
-      f.fleet && {
-        mqttPort: f.mqttPort,
-        mqttHost: f.mqttHost,
-        prefix: f.fleetPrefix,
-        ...(f.mqttUrl && { mqttUrl: f.mqttUrl }),
-      },
-    );
-  });
-}
-
-/** Registers `keywarden fleet` (revocations, commands, status) and the head-end's fleet options. */
+/** Registers `keywarden fleet` (revocations, commands, status). */
 export function registerFleet(program: Command): void {
-  extendHeadend(program);
   const fleet = program
     .command('fleet')
     .description('fleet revocation lists, device commands and status (MQTT; see docs/headend.md)')

@@ -9,6 +9,12 @@ function int(text: string): number {
   return Number(text);
 }
 
+function port(text: string): number {
+  if (!/^\d+$/.test(text) || Number(text) > 65535)
+    throw kwError('CLI_USAGE', `'${text}' is not a TCP port`);
+  return Number(text);
+}
+
 /**
  * `--data` belongs to `headend` itself; commander parses a parent's options anywhere on the
  * line, so `headend content add --data DIR` and `headend --data DIR content add` both work.
@@ -29,6 +35,12 @@ interface ServeFlags {
   minAgentVersion?: string;
   provisionLimit?: number;
   domainUrl?: string;
+  mqttPort: number;
+  mqttHost: string;
+  mqttUrl?: string;
+  fleetPrefix: string;
+  /** false with --no-fleet. */
+  fleet: boolean;
 }
 
 async function serve(flags: ServeFlags): Promise<void> {
@@ -44,6 +56,13 @@ async function serve(flags: ServeFlags): Promise<void> {
     dataDir: flags.data,
     settings,
     ...(flags.workers !== undefined && { workers: flags.workers }),
+    // The primary runs the embedded MQTT broker (or uses --mqtt-url) and the fleet publisher.
+    fleet: flags.fleet && {
+      mqttPort: flags.mqttPort,
+      mqttHost: flags.mqttHost,
+      prefix: flags.fleetPrefix,
+      ...(flags.mqttUrl && { mqttUrl: flags.mqttUrl }),
+    },
     server: {
       port: flags.port,
       host: flags.host,
@@ -374,6 +393,11 @@ export function registerHeadend(program: Command): void {
       int,
     )
     .option('--domain-url <url>', 'domain controller URL sent in domain-required answers')
+    .option('--mqtt-port <n>', 'port of the embedded MQTT broker (fleet)', port, 1883)
+    .option('--mqtt-host <addr>', 'interface of the embedded MQTT broker', '127.0.0.1')
+    .option('--mqtt-url <url>', 'use this external MQTT broker instead of the embedded one')
+    .option('--fleet-prefix <prefix>', 'MQTT topic prefix of the fleet', 'keywarden')
+    .option('--no-fleet', 'run no MQTT broker and no fleet publisher')
     .action(async (f: ServeFlags & { data?: string }) => {
       if (!f.data) throw kwError('CLI_USAGE', 'headend needs --data DIR');
       await serve(f);

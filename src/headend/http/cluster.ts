@@ -36,20 +36,9 @@ export interface ClusterOptions extends WorkerConfig {
   readonly log?: (line: string) => void;
   /**
    * Run the fleet side (embedded MQTT broker unless `mqttUrl`, and the publisher) in the
-   * primary; false: none. Default: what {@link setDefaultClusterFleet} set (the CLI's
-   * `keywarden headend` options), else none.
+   * primary; false or absent: none (`keywarden headend` passes its --mqtt-* options).
    */
   readonly fleet?: FleetOptions | false;
-}
-
-let defaultFleet: FleetOptions | false = false;
-
-/**
- * The fleet options {@link runHeadendCluster} uses when its caller gives none: set by the
- * CLI from `keywarden headend --mqtt-url/--mqtt-port/--fleet-prefix/--no-fleet`.
- */
-export function setDefaultClusterFleet(opts: FleetOptions | false): void {
-  defaultFleet = opts;
 }
 
 /** A running cluster. */
@@ -146,7 +135,7 @@ export async function runHeadendCluster(opts: ClusterOptions): Promise<HeadendCl
   });
   // The broker and the publisher run in the primary alone (workers serve HTTP); the
   // publisher keeps its own connection to the data dir.
-  const fleetOpts = opts.fleet ?? defaultFleet;
+  const fleetOpts = opts.fleet ?? false;
   let fleet: RunningFleet | undefined;
   if (fleetOpts) {
     try {
