@@ -1,4 +1,15 @@
 {
+  # libdrm is optional. kw_libdrm is 1 when `pkg-config --exists libdrm` succeeds, 0 when
+  # it fails, when pkg-config is missing, or when KEYWARDEN_LIBDRM=0 forces it off (also:
+  # node-gyp rebuild -Dkw_libdrm=0). Without it the addon still builds: the libdrm KMS
+  # backend then answers "built without libdrm" (native/kms.cc).
+  "variables": {
+    "variables": {
+      "kw_pkg": "node -e \"var a=process.argv[1],e=process.env.KEYWARDEN_LIBDRM,cp=require('child_process');function q(x){try{return cp.execFileSync('pkg-config',x,{encoding:'utf8',stdio:['ignore','pipe','ignore']}).trim()}catch(err){return null}}var has=e!=='0'&&q(['--exists','libdrm'])!==null;if(a==='have')console.log(has?1:0);else if(has)console.log(q(['--'+a,'libdrm'])||'')\""
+    },
+    "kw_pkg": "<(kw_pkg)",
+    "kw_libdrm%": "<!(<(kw_pkg) have)"
+  },
   "targets": [
     {
       "target_name": "keywarden",
@@ -9,7 +20,10 @@
         "native/cenc-args.cc",
         "native/cenc-crypt.cc",
         "native/cenc-map.cc",
-        "native/cenc-worker.cc"
+        "native/cenc-worker.cc",
+        "native/kms.cc",
+        "native/kms-scripted.cc",
+        "native/uevent.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       # CPP_EXCEPTIONS_ALL: a stray std::exception becomes a JS error, not std::terminate.
@@ -28,7 +42,13 @@
       # Node's own OpenSSL: its headers ship in include/node and the node binary exports
       # the EVP symbols, so link libcrypto only when Node itself links it dynamically.
       "conditions": [
-        ["node_shared_openssl=='true'", { "libraries": ["-lcrypto"] }]
+        ["node_shared_openssl=='true'", { "libraries": ["-lcrypto"] }],
+        ["kw_libdrm==1", {
+          "sources": ["native/kms-libdrm.cc"],
+          "defines": ["KW_HAVE_LIBDRM", "KW_LIBDRM_VERSION=\"<!(<(kw_pkg) modversion)\""],
+          "cflags_cc": ["<!@(<(kw_pkg) cflags)"],
+          "libraries": ["<!@(<(kw_pkg) libs)"]
+        }]
       ]
     }
   ]

@@ -24,6 +24,12 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cp -r "$root/native" "$root/binding.gyp" "$work/"
 ln -s "$root/node_modules" "$work/node_modules"
+# libdrm (output protection) comes from the TARGET's pkg-config files: Debian multiarch puts
+# them in /usr/lib/$triple/pkgconfig (dpkg --add-architecture $arch; apt-get install
+# libdrm-dev:$arch). Without them the prebuild has no libdrm backend: outputs read "unknown".
+export PKG_CONFIG_LIBDIR="/usr/lib/$triple/pkgconfig:/usr/share/pkgconfig"
+if pkg-config --exists libdrm 2>/dev/null; then echo "cross-build: with libdrm $(pkg-config --modversion libdrm) for $triple"
+else echo "cross-build: no libdrm-dev:$arch found, building without the libdrm backend"; fi
 (cd "$work" && CC=$triple-gcc CXX=$triple-g++ LINK=$triple-g++ AR=$triple-ar \
   node "$root/node_modules/node-gyp/bin/node-gyp.js" rebuild --arch="$arch" --nodedir="$nodedir" \
   >"$work/build.log" 2>&1) || { cat "$work/build.log" >&2; exit 1; }
