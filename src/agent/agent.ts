@@ -8,6 +8,7 @@ import { isKeywardenError, kwError, type KeywardenError } from '../errors/index.
 import { NODE_FS } from '../io/fs.js';
 import { DEFAULT_MAX_SKEW_MS } from '../protocol/envelope.js';
 import { keywarden } from '../protocol/generated/proto.js';
+import { OutputMonitor } from '../output/monitor.js';
 import { LicenseStore } from '../store/index.js';
 import type { AgentContext } from './agent-context.js';
 import { resolveAgentConfig, type AgentConfig, type ResolvedAgentConfig } from './config.js';
@@ -92,8 +93,12 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentContext {
   private fleetStart: Promise<void> | undefined;
   /** What opening the state found wrong (also emitted as events right after create). */
   startupProblems: readonly KeywardenError[] = [];
-  /** Output protection verdict (issue 6 wires the output monitor here). */
-  outputCheck: OutputInput | undefined;
+  /**
+   * Replaces the output monitor's verdict for every license (a test or an integration with
+   * its own output checks); undefined = the monitor decides.
+   */
+  outputOverride: OutputInput | undefined;
+  private outputMonitor: OutputMonitor | undefined;
 
   private constructor(
     readonly config: ResolvedAgentConfig,
@@ -264,6 +269,10 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentContext {
       {
         licenses: this.licenses,
         acquireFor: (h, kids, signal) => this.acquireFor(h, kids, signal),
+        settleOutputs: async (licenseId, signal) => {
+          const license = await this.licenses.licenseOf(licenseId);
+          if (license) await this.outputs.prepare(license, signal);
+        },
       },
       header,
       { ...opts, ...(isInitSegment && !opts.init && { init: initData }) },
@@ -326,6 +335,8 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentContext {
     await this.fleet?.stop().catch(() => undefined);
     if (this.timer) clearTimeout(this.timer);
     for (const s of this.sessions) s.close();
+    if (this.outputMonitor && this.outputMonitor !== this.config.output?.monitor)
+      this.outputMonitor.close();
     await this.clock.checkpoint().catch(() => undefined);
     await this.store.close();
   }
@@ -377,8 +388,49 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentContext {
     );
   }
 
+  /** The output verdict for the policy engine: the override, else the output monitor's. */
+  get outputCheck(): OutputInput {
+    return this.outputOverride ?? ((license, kid) => this.outputs.check(license, kid));
+  }
+
+  /**
+   * The output monitor (docs/output-protection.md), opened on first use: it reads the
+   * connectors, engages HDCP for licenses that need it, and re-evaluates open sessions when
+   * the outputs change.
+   */
+  get outputs(): OutputMonitor {
+    if (this.outputMonitor) return this.outputMonitor;
+    const o = this.config.output ?? {};
+    let monitor: OutputMonitor;
+    try {
+      monitor =
+        o.monitor ??
+        OutputMonitor.open({
+          ...(o.backend && { backend: o.backend }),
+          ...(o.device && { device: o.device }),
+          ...(o.scenario && { scenario: o.scenario }),
+          ...(o.hdcpTimeoutMs !== undefined && { hdcpTimeoutMs: o.hdcpTimeoutMs }),
+          ...(o.pollMs !== undefined && { pollMs: o.pollMs }),
+        });
+    } catch (err) {
+      if (!isKeywardenError(err)) throw err;
+      setImmediate(() => this.emit('problem', err));
+      monitor = OutputMonitor.unknown(err.message);
+    }
+    this.outputMonitor = monitor;
+    monitor.on('change', (state) => {
+      this.emit('output-change', state);
+      void Promise.all([...this.sessions].map((s) => s.refresh().catch(() => undefined)));
+    });
+    monitor.on('incident', (i) => this.emit('output-incident', i));
+    monitor.on('problem', (e) => this.emit('problem', e));
+    monitor.watch();
+    return monitor;
+  }
+
   clientInfo(): keywarden.v1.IClientInfo {
     return {
+      outputs: this.outputs.clientInfoOutputs(),
       agentVersion: this.config.agentVersion,
       securityLevel: this.securityLevel(),
       applicationId: this.config.applicationId ?? '',

@@ -13,6 +13,9 @@ import type { TimeSource } from '../crypto/secure-clock.js';
 import { isKeywardenError, kwError } from '../errors/index.js';
 import { parseDurationMs } from '../io/durations.js';
 import type { FileSystem } from '../io/fs.js';
+import type { KmsScenario } from '../native/binding.js';
+import type { OutputBackend, OutputMonitor } from '../output/index.js';
+import { loadKmsScenario } from '../output/scenario.js';
 import type { FleetConfig } from './fleet-link.js';
 import type { ProtocolTransport } from './protocol-transport.js';
 import { DEFAULT_RETRY, type RetryPolicy } from './retry.js';
@@ -60,6 +63,12 @@ export interface AgentConfig {
   readonly rollbackCounterFile?: string;
   /** The fleet channel (revocations, commands, status over MQTT); off when absent. */
   readonly fleet?: FleetConfig;
+  /**
+   * Output protection (docs/output-protection.md): which backend reads the connectors and
+   * HDCP state. Default { backend: 'auto' }: libdrm when the addon has it and a DRM device
+   * exists, else the state is unknown (licenses asking more than best effort are refused).
+   */
+  readonly output?: AgentOutputConfig;
   /** Key vault (default: the software vault in the state directory). */
   readonly vault?: KeyVault;
   /** Request filter for custom headers. */
@@ -81,6 +90,22 @@ export interface AgentConfig {
   readonly maintenanceIntervalMs?: number;
   /** Start the maintenance timer (default true; tests drive `agent.maintain()` by hand). */
   readonly autoMaintenance?: boolean;
+}
+
+/** The agent's output-protection settings ({@link AgentConfig.output}). */
+export interface AgentOutputConfig {
+  /** 'auto' (default), 'libdrm', 'scripted' (tests, demos: needs `scenario`) or 'none'. */
+  readonly backend?: OutputBackend;
+  /** The DRM device (default: the first /dev/dri/card*). */
+  readonly device?: string;
+  /** The scripted backend's scenario (src/output/scenario.ts validates it). */
+  readonly scenario?: KmsScenario;
+  /** How long HDCP may take to come up before it counts as failed (6032), ms; default 5000. */
+  readonly hdcpTimeoutMs?: number;
+  /** Re-read the outputs this often besides uevents, ms; default 2000, 0 = never. */
+  readonly pollMs?: number;
+  /** A monitor shared with others (the daemon, tests); the agent does not close it. */
+  readonly monitor?: OutputMonitor;
 }
 
 /** Defaults filled in. */
@@ -170,6 +195,14 @@ export interface AgentConfigFile {
     /** "refuse" (default): no new licenses past the list's next update; "allow". */
     whenStale?: 'refuse' | 'allow';
   };
+  /** Output protection; the scenario path is relative to the config file. */
+  output?: {
+    backend?: OutputBackend;
+    device?: string;
+    scenario?: string;
+    hdcpTimeout?: string;
+    pollInterval?: string;
+  };
 }
 
 const KNOWN_SOURCES: Record<string, IdentitySource> = {
@@ -193,6 +226,7 @@ const FILE_KEYS = new Set([
   'rootRenewalLead',
   'maintenanceInterval',
   'fleet',
+  'output',
   '$comment',
 ]);
 
@@ -239,6 +273,38 @@ async function readPem(base: string, file: string | undefined, field: string) {
   } catch (err) {
     throw kwError('CONFIG_INVALID', `${field}: cannot read ${p}`, { field }, err);
   }
+}
+
+const OUTPUT_BACKENDS: readonly OutputBackend[] = ['auto', 'libdrm', 'scripted', 'none'];
+
+async function outputSection(v: unknown, base: string): Promise<AgentOutputConfig> {
+  if (!v || typeof v !== 'object' || Array.isArray(v))
+    throw kwError('CONFIG_INVALID', 'output must be an object');
+  const o = v as Record<string, unknown>;
+  for (const k of Object.keys(o))
+    if (!['backend', 'device', 'scenario', 'hdcpTimeout', 'pollInterval'].includes(k))
+      throw kwError('CONFIG_INVALID', `unknown field 'output.${k}'`, { field: `output.${k}` });
+  const backend = o.backend ?? 'auto';
+  if (!OUTPUT_BACKENDS.includes(backend as OutputBackend))
+    throw kwError('CONFIG_INVALID', `output.backend must be one of ${OUTPUT_BACKENDS.join(', ')}`, {
+      field: 'output.backend',
+    });
+  const scenarioPath = str(o.scenario, 'output.scenario');
+  if (backend === 'scripted' && scenarioPath === undefined)
+    throw kwError('CONFIG_INVALID', 'output.backend "scripted" needs output.scenario', {
+      field: 'output.scenario',
+    });
+  const hdcpTimeoutMs = duration(o.hdcpTimeout, 'output.hdcpTimeout');
+  const pollMs = duration(o.pollInterval, 'output.pollInterval');
+  return {
+    backend: backend as OutputBackend,
+    ...(o.device !== undefined && { device: str(o.device, 'output.device', true)! }),
+    ...(scenarioPath !== undefined && {
+      scenario: await loadKmsScenario(path.resolve(base, scenarioPath)),
+    }),
+    ...(hdcpTimeoutMs !== undefined && { hdcpTimeoutMs }),
+    ...(pollMs !== undefined && { pollMs }),
+  };
 }
 
 async function fleetSection(v: unknown, base: string): Promise<FleetConfig> {
@@ -364,6 +430,7 @@ export async function loadAgentConfig(file: string): Promise<AgentConfig> {
     rootRenewalLeadMs: duration(raw.rootRenewalLead, 'rootRenewalLead'),
     maintenanceIntervalMs: duration(raw.maintenanceInterval, 'maintenanceInterval'),
     ...(raw.fleet !== undefined && { fleet: await fleetSection(raw.fleet, base) }),
+    ...(raw.output !== undefined && { output: await outputSection(raw.output, base) }),
   };
   try {
     resolveAgentConfig(config);

@@ -1,4 +1,5 @@
 import type { KeywardenError } from '../errors/index.js';
+import type { OutputState } from '../output/index.js';
 import type { DomainInfo } from './domain-manager.js';
 import type { LicenseInfo } from './license-manager.js';
 
@@ -40,6 +41,14 @@ export interface AgentEvents {
   'release-failed': [{ id: string; error: KeywardenError }];
   /** The operator revoked licenses (or this device); their keys stopped at once. */
   revoked: [{ licenses: readonly string[]; device: boolean }];
+  /** The outputs changed (hot-plug, HDCP state); open sessions were re-evaluated. */
+  'output-change': [OutputState];
+  /**
+   * An output change during playback: HDCP link lost (6031), output connected (6035), sink
+   * revoked/tampered (6033/6034), HDCP failed (6032). Keys the change affects turn
+   * 'output-restricted' until the outputs satisfy the license again.
+   */
+  'output-incident': [{ connector: string; error: KeywardenError }];
   /** The wall clock went back (trusted time is unaffected). */
   'clock-rollback': [KeywardenError];
   /** A stored license could not be used (tampered, rolled back, foreign). */

@@ -442,8 +442,13 @@ export class LicenseManager {
     return roots;
   }
 
+  /** The verified license held under `id` (memory or store), if any. */
+  async licenseOf(id: string): Promise<keywarden.v1.ILicense | undefined> {
+    return (this.held.get(id) ?? (await this.loadStored(id).catch(() => undefined)))?.license;
+  }
+
   /** The policy verdict on `h` now. */
-  async evaluate(h: Held, applicationId?: string): Promise<Evaluation> {
+  async evaluate(h: Held, applicationId?: string, kid?: string): Promise<Evaluation> {
     const status = this.ctx.clock.status();
     return evaluate({
       ...this.state(h),
@@ -456,6 +461,7 @@ export class LicenseManager {
       roots: await this.rootsOf(h),
       options: { rootRenewalLeadMs: this.ctx.config.rootRenewalLeadMs },
       output: this.ctx.outputCheck,
+      ...(kid !== undefined && { kid }),
     });
   }
 
@@ -519,7 +525,7 @@ export class LicenseManager {
       };
     let best: { status: KeyStatus; error?: KeywardenError; licenseId?: string } | undefined;
     for (const h of candidates) {
-      const verdict = await this.evaluate(h, applicationId);
+      const verdict = await this.evaluate(h, applicationId, kid);
       if (verdict.status === 'usable') {
         try {
           const key = (await this.unwrap(h)).keys.get(kid);

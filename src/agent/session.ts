@@ -37,6 +37,11 @@ export interface SessionHost {
   readonly licenses: LicenseManager;
   /** Acquires a license for `kids` of this content. */
   acquireFor(header: ContentHeader, kids: readonly string[], signal?: AbortSignal): Promise<void>;
+  /**
+   * Engages the output protection license `licenseId` needs and waits until it is settled
+   * (engaged, failed or timed out): before a key is first used.
+   */
+  settleOutputs?(licenseId: string, signal?: AbortSignal): Promise<void>;
 }
 
 /**
@@ -107,6 +112,11 @@ export class Session extends EventEmitter<SessionEvents> {
     let resolved = await this.resolveKeys(kids);
     if (resolved.missing.length > 0 && this.opts.autoAcquire !== false) {
       await this.acquire(resolved.missing);
+      resolved = await this.resolveKeys(kids);
+    }
+    if (resolved.outputPending.size > 0 && this.host.settleOutputs) {
+      // Protection is engaged before the first key is used (HDCP takes a moment to come up).
+      for (const id of resolved.outputPending) await this.host.settleOutputs(id);
       resolved = await this.resolveKeys(kids);
     }
     const refused = kids.find((k) => !resolved.keys.has(k));
@@ -233,11 +243,13 @@ export class Session extends EventEmitter<SessionEvents> {
     errors: Map<string, KeywardenError>;
     licenses: Set<string>;
     missing: string[];
+    outputPending: Set<string>;
   }> {
     const keys = new Map<string, Uint8Array>();
     const errors = new Map<string, KeywardenError>();
     const licenses = new Set<string>();
     const missing: string[] = [];
+    const outputPending = new Set<string>();
     let changed = false;
     for (const kid of kids) {
       const got = await this.host.licenses.keyFor(kid, this.opts.applicationId);
@@ -246,7 +258,9 @@ export class Session extends EventEmitter<SessionEvents> {
         licenses.add(got.licenseId);
       } else {
         if (got.error) errors.set(kid, got.error);
-        if (got.status === 'status-pending') missing.push(kid);
+        if (got.status === 'status-pending' && got.licenseId && got.error?.details.outputPending)
+          outputPending.add(got.licenseId);
+        else if (got.status === 'status-pending') missing.push(kid);
       }
       if (this.statuses.get(kid) !== got.status) {
         this.statuses.set(kid, got.status);
@@ -254,7 +268,7 @@ export class Session extends EventEmitter<SessionEvents> {
       }
     }
     if (changed) this.emit('keystatuseschange', this.keyStatuses());
-    return { keys, errors, licenses, missing };
+    return { keys, errors, licenses, missing, outputPending };
   }
 
   private notUsable(kid: string, cause?: unknown): KeywardenError {

@@ -83,7 +83,7 @@ export function evaluate(input: PolicyInput): Evaluation {
     f.note('clock', 'trusted time is estimated across a reboot until the next server contact');
   if (nowMs !== undefined && timing) checkTime(f, input, timing, nowMs);
   const rootsUntilMs = checkChain(f, input);
-  if (!f.error) checkOutput(f, input.license, input.output);
+  if (!f.error) checkOutput(f, input.license, input.output, input.kid);
   return conclude(f, input, timing, rootsUntilMs);
 }
 
@@ -222,6 +222,7 @@ function checkOutput(
   f: Findings,
   license: keywarden.v1.ILicense,
   output: PolicyInput['output'],
+  kid?: string,
 ): void {
   if (output === undefined) {
     if (hasOutputRequirements(license))
@@ -230,7 +231,7 @@ function checkOutput(
   }
   let check: OutputCheck;
   try {
-    const v = typeof output === 'function' ? output(license) : output;
+    const v = typeof output === 'function' ? output(license, kid) : output;
     check = typeof v === 'string' ? { verdict: v } : v;
   } catch (err) {
     f.block(

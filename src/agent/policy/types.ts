@@ -30,7 +30,9 @@ export interface OutputCheck {
  * passed (so a costly output probe runs only when it can matter).
  */
 export type OutputInput =
-  OutputVerdict | OutputCheck | ((license: keywarden.v1.ILicense) => OutputVerdict | OutputCheck);
+  | OutputVerdict
+  | OutputCheck
+  | ((license: keywarden.v1.ILicense, kid?: string) => OutputVerdict | OutputCheck);
 
 /** What the caller remembers of a license's renewals (trusted times, ms). */
 export interface RenewalHistory {
@@ -82,6 +84,8 @@ export interface PolicyInput extends LicenseState {
   readonly device: DeviceFacts;
   /** Output protection verdict; absent means "not checked" (no output monitor). */
   readonly output?: OutputInput;
+  /** The key asked about (hex KID), so the output verdict can follow its track type. */
+  readonly kid?: string;
   /** Root licenses present on the device, by license id (for leaves). */
   readonly roots?: ReadonlyMap<string, LicenseState>;
   /** Tunables. */

@@ -8,6 +8,7 @@ import { fixedSource } from '../../crypto/hardware-identity.js';
 import type { TimeSource } from '../../crypto/secure-clock.js';
 import { isKeywardenError, kwError } from '../../errors/index.js';
 import { loadHeadend } from '../headend-access.js';
+import { outputFlow } from './demo-output.js';
 import { packageFile } from '../../media/package/packager.js';
 import { splitSegments } from '../../media/segments.js';
 import { compareSamples, digestSamples, digestSamplesOf } from '../../media/sample-digest.js';
@@ -252,7 +253,13 @@ export async function agentFlow(clip: string, work: string, line: DemoLine): Pro
       `fleet revocation over MQTT stops playback mid-stream: fragments 1-2 played, fragment 3 refused (${stoppedBy}); ${Date.now() - revokedAt} ms from revoke to refusal`,
     );
 
-    // 6. Revocation: the operator revokes the box; the license server refuses it.
+    // 6. Output protection on a second box whose outputs the scripted KMS backend plays.
+    const boxConfig = Object.fromEntries(
+      Object.entries(config).filter(([k]) => k !== 'stateDir' && k !== 'fleet'),
+    ) as Omit<AgentConfig, 'stateDir' | 'fleet'>;
+    await outputFlow({ admin, licenseUrl, config: boxConfig, clip, work, check });
+
+    // 7. Revocation: the operator revokes the box; the license server refuses it.
     const deviceId = agent.status().deviceId ?? '';
     await admin.revokeDevice(deviceId, 'demo: box reported stolen');
     try {

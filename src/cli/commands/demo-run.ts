@@ -165,7 +165,7 @@ export async function runDemo(opts: { keep?: boolean }): Promise<void> {
     [
       '',
       failed === 0 ? `All ${checks} checks held.` : `${failed} of ${checks} checks failed.`,
-      'Still to come: output protection (issue 6) and the playback daemon.',
+      'Still to come: the local playback daemon.',
       '',
     ].join('\n'),
   );

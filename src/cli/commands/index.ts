@@ -5,6 +5,7 @@ import { registerDemo } from './demo.js';
 import { registerFleet } from './fleet.js';
 import { registerHeadend } from './headend.js';
 import { registerInspect } from './inspect.js';
+import { registerOutputs } from './outputs.js';
 import { registerPackage } from './package.js';
 
 /** Registers every `keywarden` subcommand. */
@@ -16,4 +17,5 @@ export function registerCommands(program: Command): void {
   registerHeadend(program);
   registerAgent(program);
   registerFleet(program);
+  registerOutputs(program);
 }

@@ -149,10 +149,53 @@ describe('configuration file', () => {
     ['an unknown fleet field', { ...good, fleet: { url: 'mqtt://b:1883', qos: 2 } }],
     ['a bad MQTT version', { ...good, fleet: { url: 'mqtt://b:1883', protocolVersion: 3 } }],
     ['a missing fleet TLS file', { ...good, fleet: { url: 'mqtts://b', tls: { ca: 'no.pem' } } }],
+    ['a bad whenStale', { ...good, fleet: { url: 'mqtt://b:1883', whenStale: 'maybe' } }],
+    ['an unknown output backend', { ...good, output: { backend: 'drm' } }],
+    ['an unknown output field', { ...good, output: { backend: 'auto', hdcp: true } }],
+    ['a scripted backend without a scenario', { ...good, output: { backend: 'scripted' } }],
+    ['a bad HDCP timeout', { ...good, output: { hdcpTimeout: 'later' } }],
   ])('refuses %s with CONFIG_INVALID', async (name, body) => {
     await write('good.json', good);
     const file = await write(`bad-${name.replaceAll(' ', '-')}.json`, body);
     await expect(loadAgentConfig(file)).rejects.toMatchObject({ code: 'CONFIG_INVALID' });
+  });
+
+  it('loads the output section, reading the scenario relative to the file', async () => {
+    await writeFile(
+      path.join(dir, 'tv.json'),
+      JSON.stringify({ name: 'tv', connectors: [{ id: 1, type: 'HDMI-A' }] }),
+    );
+    const c = await loadAgentConfig(
+      await write('output.json', {
+        ...good,
+        fleet: { ...good.fleet, whenStale: 'allow' },
+        output: {
+          backend: 'scripted',
+          scenario: 'tv.json',
+          hdcpTimeout: '3s',
+          pollInterval: '500ms',
+        },
+      }),
+    );
+    expect(c.fleet?.whenStale).toBe('allow');
+    expect(c.output).toMatchObject({ backend: 'scripted', hdcpTimeoutMs: 3000, pollMs: 500 });
+    expect(c.output?.scenario?.name).toBe('tv');
+    expect(c.output?.scenario?.connectors[0]?.type).toBe('HDMI-A');
+  });
+
+  it('refuses a bad scenario with KMS_SCENARIO_INVALID naming the field', async () => {
+    await writeFile(
+      path.join(dir, 'bad-tv.json'),
+      JSON.stringify({ name: 'tv', connectors: [{ id: 1, type: 'SCART' }] }),
+    );
+    const err = await loadAgentConfig(
+      await write('bad-output.json', {
+        ...good,
+        output: { backend: 'scripted', scenario: 'bad-tv.json' },
+      }),
+    ).catch((e: unknown) => e);
+    expect(isKeywardenError(err, 'KMS_SCENARIO_INVALID'), String(err)).toBe(true);
+    expect(String((err as { details: { path?: string } }).details.path)).toContain('type');
   });
 
   it('refuses a missing file with CONFIG_INVALID', async () => {

@@ -202,7 +202,9 @@ describe('evaluate: output protection', () => {
     at(license({ canPlay: false }), T0, { output: probe });
     expect(probe).not.toHaveBeenCalled();
     expect(at(protectedLic, T0, { output: probe }).status).toBe('usable');
-    expect(probe).toHaveBeenCalledWith(protectedLic);
+    expect(probe).toHaveBeenCalledWith(protectedLic, undefined);
+    at(protectedLic, T0, { output: probe, kid: 'ab'.repeat(16) });
+    expect(probe).toHaveBeenLastCalledWith(protectedLic, 'ab'.repeat(16));
   });
 
   it('turns a throwing callback into internal-error', () => {
