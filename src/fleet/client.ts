@@ -9,6 +9,8 @@ import { pullRevocationList, type PullOptions } from './pull.js';
 import {
   CommandNonceSet,
   DEFAULT_MAX_NONCES,
+  MAX_INBOX,
+  MAX_INBOX_ENTRY_CHARS,
   EMPTY_FLEET_STATE,
   parseFleetState,
   type FleetState,
@@ -178,6 +180,9 @@ export class FleetClient extends EventEmitter {
   private nonces = new CommandNonceSet();
   private client: MqttClient | undefined;
   private queue: Promise<void> = Promise.resolve();
+  private writes: Promise<void> = Promise.resolve();
+  /** Commands received, not executed yet (FleetState.inbox). */
+  private inbox: string[] = [];
   private stopped = true;
   private attempt = 0;
   private timer: NodeJS.Timeout | undefined;
@@ -203,6 +208,9 @@ export class FleetClient extends EventEmitter {
       this.opts.maxNonces ?? DEFAULT_MAX_NONCES,
     );
     this.stopped = false;
+    // Commands acknowledged to the broker but not executed before the last stop.
+    this.inbox = [];
+    for (const entry of this.state.inbox ?? []) this.receiveCommand(Buffer.from(entry, 'base64'));
     this.connect();
   }
 
@@ -362,8 +370,18 @@ export class FleetClient extends EventEmitter {
       const bytes = new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
       if (topic === this.topics.revocations)
         void this.enqueue(() => this.handleList(bytes, 'mqtt'));
-      else if (topic === this.topics.command) void this.enqueue(() => this.handleCommand(bytes));
+      else if (topic === this.topics.command) this.receiveCommand(bytes);
     });
+    // mqtt.js acknowledges a QoS 1 message once handleMessage calls back: a command is
+    // acknowledged only after it is in the durable inbox, so a stop (or a crash) between
+    // receipt and execution cannot lose it: the next start executes it.
+    client.handleMessage = (packet, callback) => {
+      if (packet.topic !== this.topics.command) return callback();
+      this.persist().then(
+        () => callback(),
+        (err: unknown) => callback(err as Error),
+      );
+    };
     client.on('error', (err) => this.emit('error', err));
     client.on('close', () => {
       if (this.client !== client) return;
@@ -464,6 +482,21 @@ export class FleetClient extends EventEmitter {
     this.sendAck('', outcome);
   }
 
+  /** Puts a command in the inbox (persisted before the broker's ack) and queues its execution. */
+  private receiveCommand(bytes: Uint8Array): void {
+    const entry = Buffer.from(bytes).toString('base64');
+    if (this.inbox.length < MAX_INBOX && entry.length <= MAX_INBOX_ENTRY_CHARS)
+      this.inbox.push(entry);
+    void this.enqueue(() => this.handleCommand(bytes).finally(() => this.takeFromInbox(entry)));
+  }
+
+  private async takeFromInbox(entry: string): Promise<void> {
+    const i = this.inbox.indexOf(entry);
+    if (i < 0) return;
+    this.inbox.splice(i, 1);
+    await this.persist();
+  }
+
   private async handleCommand(bytes: Uint8Array): Promise<void> {
     const nowMs = this.now();
     let verified;
@@ -497,7 +530,19 @@ export class FleetClient extends EventEmitter {
 
   private async save(next: FleetState): Promise<void> {
     this.state = next;
-    await this.opts.store.set(next);
+    await this.persist();
+  }
+
+  /**
+   * Writes the state with the current inbox. Writes are serialized (the inbox is written
+   * from mqtt.js's packet handling, outside the message queue), each writing the latest.
+   */
+  private persist(): Promise<void> {
+    const write = this.writes.then(() =>
+      this.opts.store.set({ ...this.state, inbox: [...this.inbox] }),
+    );
+    this.writes = write.catch(() => undefined);
+    return write;
   }
 
   /** Signs and publishes an ack; never awaited by the handlers, failures go to 'error'. */

@@ -15,6 +15,11 @@ export interface FleetState {
   readonly nonces: readonly (readonly [string, number, number])[];
   /** Commands signed at or before this time are refused (raised when the set overflows). */
   readonly nonceFloorMs: number;
+  /**
+   * Commands received (and acknowledged to the broker) but not executed yet, as base64 of the
+   * signed message: executed at the next start when the agent stopped in between.
+   */
+  readonly inbox?: readonly string[];
 }
 
 /** The empty state of a device that has applied nothing. */
@@ -66,12 +71,21 @@ export function parseFleetState(value: unknown): FleetState {
     !v.nonces.every(
       (n) =>
         Array.isArray(n) && n.length === 3 && typeof n[0] === 'string' && num(n[1]) && num(n[2]),
-    )
+    ) ||
+    (v.inbox !== undefined &&
+      (!Array.isArray(v.inbox) ||
+        v.inbox.length > MAX_INBOX ||
+        !v.inbox.every((m) => typeof m === 'string' && m.length <= MAX_INBOX_ENTRY_CHARS)))
   ) {
     throw kwError('DECODE_FAILED', 'the stored fleet state is malformed');
   }
   return v as FleetState;
 }
+
+/** Most commands kept between receipt and execution (more wait for the broker's redelivery). */
+export const MAX_INBOX = 64;
+/** Largest command kept in the inbox, base64 characters (commands are small). */
+export const MAX_INBOX_ENTRY_CHARS = 64 * 1024;
 
 /** Default number of command nonces remembered. */
 export const DEFAULT_MAX_NONCES = 1024;

@@ -350,6 +350,38 @@ function suite(
         await again.client.stop({ publishOffline: false });
       });
 
+      it('a command acknowledged to the broker but not run before the agent stopped runs at the next start', async () => {
+        // The first agent dies inside the command: it never finishes.
+        const dev = startDevice('dev-0006', { onCommand: () => new Promise(() => undefined) });
+        const topics = dev.client.topics;
+        const connected = waitEvent<boolean>(dev.client, 'connected');
+        await dev.client.start();
+        await connected;
+        await publish(
+          topics.command,
+          signedCommand(pki.publisher, { id: 'cmd-inflight', deviceId: 'dev-0006', argument: 'y' }),
+        );
+        // The broker has its ack once the command is in the durable inbox.
+        const deadline = Date.now() + 5000;
+        while (((await dev.store.get())?.inbox?.length ?? 0) === 0 && Date.now() < deadline)
+          await new Promise((r) => setTimeout(r, 20));
+        expect((await dev.store.get())?.inbox).toHaveLength(1);
+        void dev.client.stop({ publishOffline: false }); // its queue never drains: a dead agent
+
+        const again = startDevice('dev-0006', { store: dev.store });
+        const cmdAck = nextMessage(
+          publisher,
+          topics.ack,
+          (p) => decodeAck(pki, p).commandId === 'cmd-inflight',
+        );
+        await again.client.start();
+        expect(decodeAck(pki, await cmdAck)).toMatchObject({ ok: true, message: 'done y' });
+        await new Promise((r) => setTimeout(r, 300)); // a redelivery would come now
+        expect(again.commands).toEqual(['cmd-inflight']); // once: the broker does not resend it
+        expect((await again.store.get())?.inbox ?? []).toEqual([]);
+        await again.client.stop({ publishOffline: false });
+      });
+
       it('the broker publishes the offline marker when the connection drops; the device comes back', async () => {
         const relay = await startTcpRelay(broker.port);
         try {
