@@ -17,11 +17,10 @@ export {
 } from './client.js';
 export { pullRevocationList, REVOCATIONS_PATH, type PullOptions } from './pull.js';
 export {
-  sharedSignerCache,
-  SignerChainCache,
+  VerifiedChainCache,
   type SignerCacheStats,
   type VerifiedSigner,
-} from './signer-cache.js';
+} from '../crypto/chain-cache.js';
 export {
   CommandNonceSet,
   DEFAULT_MAX_NONCES,
@@ -43,6 +42,7 @@ export {
   DEFAULT_MAX_FLEET_PAYLOAD_BYTES,
   FLEET_PUBLISHER_NAME,
   FleetVerifier,
+  sharedSignerCache,
   verifyCommand,
   verifyRevocationList,
   type FleetCounters,

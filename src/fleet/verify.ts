@@ -4,7 +4,7 @@ import { isKeywardenError, kwError, type ErrorCode, KeywardenError } from '../er
 import { decodeMessage, MAX_MESSAGE_BYTES } from '../protocol/codec.js';
 import { DEFAULT_MAX_SKEW_MS, MessageType, NONCE_BYTES } from '../protocol/envelope.js';
 import { keywarden } from '../protocol/generated/proto.js';
-import { sharedSignerCache, type SignerChainCache } from './signer-cache.js';
+import { VerifiedChainCache } from '../crypto/chain-cache.js';
 import type { CommandNonceSet } from './state.js';
 
 const v1 = keywarden.v1;
@@ -29,8 +29,14 @@ export interface FleetVerifierOptions {
   /** Longest accepted command lifetime; default 30 days. */
   readonly maxCommandLifetimeMs?: number;
   /** Verified signer chains; default the process-wide {@link sharedSignerCache}. */
-  readonly signerCache?: SignerChainCache;
+  readonly signerCache?: VerifiedChainCache;
 }
+
+/**
+ * The chain cache every fleet verifier uses unless given its own: one per process (per worker
+ * thread); entries are keyed by the exact root and chain bytes.
+ */
+export const sharedSignerCache = new VerifiedChainCache(16);
 
 /** A revocation list that verified. */
 export interface VerifiedRevocationList {
@@ -79,7 +85,7 @@ function checkSize(bytes: unknown, limit: number): asserts bytes is Uint8Array {
  * Signature, chain to the root, type; then the signer must be the fleet publisher itself.
  * The envelope checks are those of verifyMessage (src/protocol/envelope.ts), in its order
  * (decode, nonce length, chain, signature over the body, type, finite timestamp), with the
- * chain taken from the {@link SignerChainCache} when its exact bytes verified before.
+ * chain taken from the {@link VerifiedChainCache} when its exact bytes verified before.
  */
 function verifyEnvelope(
   bytes: Uint8Array,

@@ -1,5 +1,5 @@
-import { createHash, type KeyObject, type X509Certificate } from 'node:crypto';
-import { checkValidity, verifyCertificateChain } from '../../crypto/cert-chain.js';
+import type { KeyObject, X509Certificate } from 'node:crypto';
+import { VerifiedChainCache } from '../../crypto/chain-cache.js';
 import { verifyP256 } from '../../crypto/ecdsa.js';
 import { kwError } from '../../errors/index.js';
 import { decodeMessage } from '../../protocol/codec.js';
@@ -28,17 +28,12 @@ export interface CachedVerified extends VerifiedMessage {
   readonly signerSpki: Buffer;
 }
 
-function chainKey(chain: readonly Uint8Array[]): string {
-  const h = createHash('sha256');
-  for (const der of chain) h.update(`${der.length}:`).update(der);
-  return h.digest('base64');
-}
-
 /**
  * Adapter over the protocol's envelope verification for the license server's hot path.
  * Parsing X.509 dominates verifyMessage's cost (~0.3 ms of ~0.6 ms per request on the
  * reference machine) and a device sends the same chain every time, so the parsed, verified
- * chain is cached by the hash of its DER bytes. Every request still gets the full checks
+ * chain is cached by its exact DER bytes (src/crypto/chain-cache.ts, shared with the fleet
+ * verifier). Every request still gets the full checks
  * that depend on it: validity windows at this request's time, the ECDSA signature over the
  * body, the message type and the timestamp skew, in verifyMessage's order. A chain enters
  * the cache only after the shared chain check and the head-end's extension rules
@@ -46,32 +41,23 @@ function chainKey(chain: readonly Uint8Array[]): string {
  *
  * The replay window is not checked here: the caller awaits the shared nonce registry once
  * this returns, i.e. after the signature verified.
- * TODO(protocol): a `chainCache` hook in VerifyOptions would let this collapse into
- * verifyMessage.
  */
 export class ChainCachingVerifier {
-  private readonly cache = new Map<string, CachedChain>();
+  private readonly chains: VerifiedChainCache;
 
-  constructor(private readonly maxEntries = 20_000) {}
+  constructor(maxEntries = 20_000) {
+    this.chains = new VerifiedChainCache(maxEntries);
+  }
 
   private async chain(
     certChain: readonly Uint8Array[],
     root: X509Certificate,
     nowMs: number,
   ): Promise<CachedChain> {
-    const key = chainKey(certChain);
-    const hit = this.cache.get(key);
-    if (hit) {
-      for (const cert of [...hit.path, root]) checkValidity(cert, nowMs);
-      return hit;
-    }
-    const { leaf, path } = verifyCertificateChain(certChain, root, nowMs);
-    await checkDeviceChainConstraints([...path, root]);
-    const leafKey = leaf.publicKey;
-    const entry = { path, leafKey, leafSpki: leafKey.export({ format: 'der', type: 'spki' }) };
-    if (this.cache.size >= this.maxEntries) this.cache.delete(this.cache.keys().next().value ?? '');
-    this.cache.set(key, entry);
-    return entry;
+    const signer = await this.chains.resolveWith(certChain, root, nowMs, (path, r) =>
+      checkDeviceChainConstraints([...path, r]),
+    );
+    return { path: signer.path, leafKey: signer.key, leafSpki: signer.spki };
   }
 
   /** verifyMessage for chain-carrying requests, with the chain cache (no replay check). */

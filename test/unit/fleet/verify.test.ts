@@ -4,7 +4,7 @@ import { isKeywardenError, type ErrorCode } from '../../../src/errors/index.js';
 import {
   CommandNonceSet,
   FleetVerifier,
-  SignerChainCache,
+  VerifiedChainCache,
   verifyCommand,
   verifyRevocationList,
 } from '../../../src/fleet/index.js';
@@ -287,7 +287,7 @@ describe('signer chain cache', () => {
   const list = (n: number, nowMs = NOW): Uint8Array => signedList(pki.publisher, n, {}, { nowMs });
 
   it('verifies the chain once, then only the windows and each body signature', () => {
-    const cache = new SignerChainCache();
+    const cache = new VerifiedChainCache();
     const opts = { trustedRoot: pki.root.der, signerCache: cache };
     for (let n = 1; n <= 5; n++)
       expect(verifyRevocationList(list(n), { nowMs: NOW, appliedNumber: 0 }, opts).number).toBe(n);
@@ -315,7 +315,7 @@ describe('signer chain cache', () => {
   });
 
   it('checks the validity windows against the time of each message', () => {
-    const cache = new SignerChainCache();
+    const cache = new VerifiedChainCache();
     const opts = { trustedRoot: pki.root.der, signerCache: cache };
     const bytes = list(1);
     const at = (nowMs: number) =>
@@ -339,7 +339,7 @@ describe('signer chain cache', () => {
   });
 
   it('is keyed by the exact root and chain bytes; failures are not kept', () => {
-    const cache = new SignerChainCache();
+    const cache = new VerifiedChainCache();
     const ctx = { nowMs: NOW, appliedNumber: 0 };
     verifyRevocationList(list(1), ctx, { trustedRoot: pki.root.der, signerCache: cache });
     // The cached publisher chain checked against another root: verified again, and refused.
@@ -366,7 +366,7 @@ describe('signer chain cache', () => {
   });
 
   it('stays bounded', () => {
-    const cache = new SignerChainCache(2);
+    const cache = new VerifiedChainCache(2);
     const ctx = { nowMs: NOW, appliedNumber: 0 };
     const opts = { trustedRoot: pki.root.der, signerCache: cache };
     // Three distinct chains that all verify: the publisher, the device, the publisher + root.

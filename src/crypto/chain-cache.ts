@@ -1,10 +1,12 @@
 import type { KeyObject, X509Certificate } from 'node:crypto';
-import { checkValidity, parseCertificate, verifyCertificateChain } from '../crypto/cert-chain.js';
+import { checkValidity, parseCertificate, verifyCertificateChain } from './cert-chain.js';
 
-/** What fleet verification needs of a signer chain that led to the operator root. */
+/** What verifiers need of a signer chain that led to the operator root. */
 export interface VerifiedSigner {
   /** The leaf's public key (P-256), parsed once. */
   readonly key: KeyObject;
+  /** The leaf's public key as SPKI DER (registry comparisons). */
+  readonly spki: Buffer;
   /** The verified path, leaf first, root excluded. */
   readonly path: readonly X509Certificate[];
   /** Subject CN of the leaf ('' when none). */
@@ -21,7 +23,7 @@ interface Entry extends VerifiedSigner {
   readonly windows: readonly (readonly [number, number])[];
 }
 
-/** Counters of a {@link SignerChainCache}. */
+/** Counters of a {@link VerifiedChainCache}. */
 export interface SignerCacheStats {
   /** Messages whose chain was found (then only the validity windows were checked). */
   readonly hits: number;
@@ -63,17 +65,19 @@ function keyOf(chain: readonly Uint8Array[], root: Uint8Array): string {
 }
 
 /**
- * Verified signer chains of fleet messages (docs/fleet.md, "Chain cache"). Every fleet
- * message carries the same publisher certificate, and parsing and checking X.509 cost
- * several times the signature check over the body, so a chain that verified in full
- * ({@link verifyCertificateChain}) is kept, keyed by its exact DER bytes and those of the
- * root. On the next message with the same bytes only what depends on the time is done
- * again: every certificate's validity window against this message's `nowMs` (CERT_EXPIRED
- * as the full check would say). The caller still verifies the signature over each body
- * with the cached key, so the cache cannot make a forged message pass; chains that fail
- * are not kept. Bounded (least recently used entry dropped first).
+ * Verified signer chains (docs/fleet.md "Chain cache", docs/headend.md). Every fleet message
+ * carries the same publisher certificate and a device sends its own chain with every
+ * request, and parsing and checking X.509 cost several times the signature check over the
+ * body, so a chain that verified in full ({@link verifyCertificateChain}, plus the caller's
+ * own admission rules) is kept, keyed by its exact DER bytes and those of the root. On the
+ * next message with the same bytes only what depends on the time is done again: every
+ * certificate's validity window against this message's `nowMs` (CERT_EXPIRED as the full
+ * check would say). The caller still verifies the signature over each body with the cached
+ * key, so the cache cannot make a forged message pass; chains that fail are not kept.
+ * Bounded (least recently used entry dropped first). Used by the fleet verifier and the
+ * head-end's request verifier.
  */
-export class SignerChainCache {
+export class VerifiedChainCache {
   private readonly entries = new Map<string, Entry>();
   private hits = 0;
   private misses = 0;
@@ -90,24 +94,54 @@ export class SignerChainCache {
     nowMs: number,
   ): VerifiedSigner {
     const key = keyOf(chain, derOf(root));
+    return this.hit(key, nowMs) ?? this.admit(key, this.verify(chain, root, nowMs));
+  }
+
+  /**
+   * As {@link resolve}, with the caller's own rules (`check`, e.g. the head-end's
+   * certificate-profile constraints) run on a chain before it is kept; a chain they refuse
+   * is not kept, and their error is thrown.
+   */
+  async resolveWith(
+    chain: readonly Uint8Array[],
+    root: Uint8Array | X509Certificate,
+    nowMs: number,
+    check: (path: readonly X509Certificate[], root: X509Certificate) => Promise<void>,
+  ): Promise<VerifiedSigner> {
+    const key = keyOf(chain, derOf(root));
+    const hit = this.hit(key, nowMs);
+    if (hit) return hit;
+    const entry = this.verify(chain, root, nowMs);
+    await check(entry.path, entry.certs[entry.certs.length - 1]!);
+    return this.admit(key, entry);
+  }
+
+  private hit(key: string, nowMs: number): Entry | undefined {
     const hit = this.entries.get(key);
-    if (hit) {
-      this.hits++;
-      for (let i = 0; i < hit.windows.length; i++) {
-        const [from, to] = hit.windows[i]!;
-        if (!(nowMs >= from && nowMs <= to)) checkValidity(hit.certs[i]!, nowMs);
-      }
-      // Most recently used last.
-      this.entries.delete(key);
-      this.entries.set(key, hit);
-      return hit;
+    if (!hit) return undefined;
+    this.hits++;
+    for (let i = 0; i < hit.windows.length; i++) {
+      const [from, to] = hit.windows[i]!;
+      if (!(nowMs >= from && nowMs <= to)) checkValidity(hit.certs[i]!, nowMs);
     }
+    // Most recently used last.
+    this.entries.delete(key);
+    this.entries.set(key, hit);
+    return hit;
+  }
+
+  private verify(
+    chain: readonly Uint8Array[],
+    root: Uint8Array | X509Certificate,
+    nowMs: number,
+  ): Entry {
     this.misses++;
     const rootCert = parseCertificate(root);
     const { leaf, path } = verifyCertificateChain(chain, rootCert, nowMs);
     const certs = [...path, rootCert];
-    const entry: Entry = {
+    return {
       key: leaf.publicKey,
+      spki: leaf.publicKey.export({ format: 'der', type: 'spki' }),
       path,
       leafCommonName: commonName(leaf),
       leafSubject: leaf.subject,
@@ -115,6 +149,9 @@ export class SignerChainCache {
       certs,
       windows: certs.map((c) => [Date.parse(c.validFrom), Date.parse(c.validTo)] as const),
     };
+  }
+
+  private admit(key: string, entry: Entry): Entry {
     if (this.entries.size >= this.maxEntries) {
       const oldest = this.entries.keys().next().value;
       if (oldest !== undefined) this.entries.delete(oldest);
@@ -133,9 +170,3 @@ export class SignerChainCache {
     this.entries.clear();
   }
 }
-
-/**
- * The cache every fleet verifier uses unless given its own: one per process (per worker
- * thread), since entries are keyed by the exact root and chain bytes.
- */
-export const sharedSignerCache = new SignerChainCache();
