@@ -1,15 +1,19 @@
 /**
  * Head-end benchmark: the head-end on cluster workers over loopback, the load generator in
- * this process (keep-alive agent). Licenses: 100 concurrent pre-provisioned devices, each
- * signing a fresh request (new nonce) per license. Provisioning: fresh devices, fresh keys.
- * Each phase has a warm-up, then a fixed measuring window; latency is per request, from
- * just before signing to the full answer.
+ * this process. Licenses: 100 concurrent pre-provisioned devices, each on its own
+ * keep-alive connection (as a real device: a shared pool would reuse its most recent
+ * sockets first, which may all belong to one worker), each signing a fresh request (new
+ * nonce) per license. Provisioning: fresh devices, fresh keys. Each phase has a warm-up,
+ * then a fixed measuring window; latency is per request, from just before signing to the
+ * full answer. Each phase also reports the generator's own event-loop delay, GC pauses and
+ * CPU, so that a tail of the generator is not mistaken for one of the head-end.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
+import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import { generateP256KeyPair, spkiOf } from '../src/crypto/ecdsa.js';
 import { Headend, runHeadendCluster } from '../src/headend/index.js';
 import { encodeMessage } from '../src/protocol/codec.js';
@@ -25,14 +29,23 @@ const MEASURE_MS = 8000;
 const REQUEST_TIMEOUT_MS = 10_000;
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+/** One connection per simulated device. */
+const deviceAgents = Array.from(
+  { length: DEVICES },
+  () => new http.Agent({ keepAlive: true, maxSockets: 1 }),
+);
 
-function postRaw(url: URL, body: Uint8Array): Promise<{ status: number; body: Buffer }> {
+function postRaw(
+  url: URL,
+  body: Uint8Array,
+  via: http.Agent = agent,
+): Promise<{ status: number; body: Buffer }> {
   return new Promise((resolve, reject) => {
     const req = http.request(
       url,
       {
         method: 'POST',
-        agent,
+        agent: via,
         headers: { 'content-type': 'application/x-protobuf', 'content-length': body.length },
       },
       (res) => {
@@ -110,6 +123,54 @@ interface Phase {
   readonly p95Ms: number;
   readonly p99Ms: number;
   readonly maxMs: number;
+  readonly generator: GeneratorHealth;
+}
+
+/** The load generator's own health over a measuring window. */
+interface GeneratorHealth {
+  readonly eventLoopDelayP99Ms: number;
+  readonly eventLoopDelayMaxMs: number;
+  readonly gcPauses: number;
+  readonly gcMaxMs: number;
+  /** CPU time of this process over the window, % of one core. */
+  readonly cpuPercent: number;
+}
+
+/** Watches this process from `start()` until `stop()`. */
+function generatorMonitor(): { start(): void; stop(): GeneratorHealth } {
+  const delay = monitorEventLoopDelay({ resolution: 5 });
+  const pauses: number[] = [];
+  const gc = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) pauses.push(e.duration);
+  });
+  let cpu = process.cpuUsage();
+  let t0 = performance.now();
+  return {
+    start() {
+      delay.enable();
+      gc.observe({ entryTypes: ['gc'] });
+      cpu = process.cpuUsage();
+      t0 = performance.now();
+    },
+    stop() {
+      delay.disable();
+      gc.disconnect();
+      const used = process.cpuUsage(cpu);
+      const ms = (ns: number): number => +(ns / 1e6).toFixed(2);
+      return {
+        eventLoopDelayP99Ms: ms(delay.percentile(99)),
+        eventLoopDelayMaxMs: ms(delay.max),
+        gcPauses: pauses.length,
+        gcMaxMs: +Math.max(0, ...pauses).toFixed(2),
+        cpuPercent: +((used.user + used.system) / 10 / (performance.now() - t0)).toFixed(1),
+      };
+    },
+  };
+}
+
+/** Starts `monitor` once the measuring window opens. */
+function startAt(windowStart: number, monitor: { start(): void }): void {
+  setTimeout(() => monitor.start(), Math.max(0, windowStart - performance.now()));
 }
 
 const pct = (sorted: number[], p: number): number =>
@@ -122,6 +183,8 @@ async function phase(concurrency: number, one: (i: number) => Promise<boolean>):
   const end = windowStart + MEASURE_MS;
   const lat: number[] = [];
   let errors = 0;
+  const monitor = generatorMonitor();
+  startAt(windowStart, monitor);
   const loop = async (i: number): Promise<void> => {
     while (performance.now() < end) {
       const t0 = performance.now();
@@ -132,11 +195,11 @@ async function phase(concurrency: number, one: (i: number) => Promise<boolean>):
     }
   };
   await Promise.all(Array.from({ length: concurrency }, (_, i) => loop(i)));
-  return summarize(lat, errors);
+  return summarize(lat, errors, monitor.stop());
 }
 
 /** Throughput and latency percentiles of one measured window. */
-function summarize(lat: number[], errors: number): Phase {
+function summarize(lat: number[], errors: number, generator: GeneratorHealth): Phase {
   lat.sort((a, b) => a - b);
   return {
     requests: lat.length,
@@ -146,6 +209,7 @@ function summarize(lat: number[], errors: number): Phase {
     p95Ms: pct(lat, 0.95),
     p99Ms: pct(lat, 0.99),
     maxMs: pct(lat, 1),
+    generator,
   };
 }
 
@@ -166,6 +230,8 @@ async function pacedPhase(
   const end = windowStart + MEASURE_MS;
   const lat: number[] = [];
   let errors = 0;
+  const monitor = generatorMonitor();
+  startAt(windowStart, monitor);
   const loop = async (i: number): Promise<void> => {
     let due = start + (i * interval) / concurrency;
     while (due < end) {
@@ -180,7 +246,7 @@ async function pacedPhase(
     }
   };
   await Promise.all(Array.from({ length: concurrency }, (_, i) => loop(i)));
-  return { offeredPerSecond: rate, ...summarize(lat, errors) };
+  return { offeredPerSecond: rate, ...summarize(lat, errors, monitor.stop()) };
 }
 
 /** The head-end suite: JSON figures for licenses and provisioning. */
@@ -213,6 +279,7 @@ export async function runHeadend(): Promise<object> {
       const r = await postRaw(
         licUrl,
         signMessage(MessageType.LICENSE_REQUEST, LICENSE_PAYLOAD, devices[i]!),
+        deviceAgents[i],
       );
       return r.status === 200 && licenseOk(r.body);
     };
@@ -244,6 +311,7 @@ export async function runHeadend(): Promise<object> {
   } finally {
     await cluster.close();
     agent.destroy();
+    for (const a of deviceAgents) a.destroy();
     rmSync(dir, { recursive: true, force: true });
   }
 }

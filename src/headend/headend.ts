@@ -22,6 +22,11 @@ export interface HeadendOptions {
   readonly env?: NodeJS.ProcessEnv;
   /** Clock, ms since the epoch (tests move it). */
   readonly clock?: () => number;
+  /**
+   * Checkpoint the SQLite WAL from a background thread rather than in the request that
+   * commits (see store/checkpointer.ts). Cluster workers turn it on; default off.
+   */
+  readonly backgroundCheckpoints?: boolean;
 }
 
 /**
@@ -46,7 +51,9 @@ export class HeadendContext {
     const master = await loadMasterKey(opts.dataDir, opts.env);
     const sealer = new KeySealer(master.key);
     master.key.fill(0);
-    const store = await openSqliteStore(opts.dataDir);
+    const store = await openSqliteStore(opts.dataDir, {
+      backgroundCheckpoints: opts.backgroundCheckpoints ?? false,
+    });
     const clock = opts.clock ?? Date.now;
     try {
       const explicit = opts.settings ?? {};

@@ -1,7 +1,8 @@
 /**
  * The head-end as it is deployed: cluster workers over one data dir. Server flags shared by
  * the workers and kept across restarts; graceful shutdown on SIGTERM under load (requests in
- * flight are answered, then every process exits); crashed and stuck workers replaced.
+ * flight are answered, then every process exits); crashed and stuck workers replaced;
+ * acknowledged licenses and nonces kept when workers are killed.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -295,6 +296,52 @@ describe('head-end cluster', () => {
     // Nothing hung and nothing failed inside: requests either got their license or, sent
     // once the workers stopped listening, could not connect.
     expect(outcomes.filter((o) => o !== '200' && o !== 'connection error')).toEqual([]);
+  });
+
+  it('loses no acknowledged license or nonce when its workers are killed mid-run', async () => {
+    const { dir, root } = await dataDir();
+    const cluster = await runHeadendCluster({
+      dataDir: dir,
+      workers: 2,
+      server: { port: 0 },
+      log: () => undefined,
+    });
+    const device = new TestDevice(cluster.url, root);
+    const sent: Uint8Array[] = [];
+    try {
+      const grant = provisioning(
+        (await once(`${cluster.url}/v1/provision`, device.provisioningRequest())).body,
+        root,
+      ).grant;
+      device.chain = [
+        grant?.deviceCertificate ?? new Uint8Array(0),
+        ...(grant?.certificateChain ?? []),
+      ];
+      // Acknowledged licenses, over both workers (a fresh connection each), while their
+      // threads checkpoint in the background.
+      for (let i = 0; i < 60; i++) {
+        const request = device.licenseRequest({ keyIds: [KID] });
+        const res = await once(`${cluster.url}/v1/license`, request);
+        expect(res.status).toBe(200);
+        expect(licenseResponse(res.body, root).license?.keys).toHaveLength(1);
+        sent.push(request);
+      }
+      // A replay is refused by whichever worker gets it.
+      for (const request of sent.slice(0, 4))
+        expect((await once(`${cluster.url}/v1/license`, request)).status).toBe(409);
+      // No clean shutdown: no final checkpoint, the WAL as the workers left it.
+      for (const pid of cluster.pids()) process.kill(pid, 'SIGKILL');
+    } finally {
+      await cluster.close();
+    }
+    const again = await startTestHeadend({}, dir);
+    try {
+      expect(await again.headend.ctx.store.countLicenses()).toBe(60);
+      for (const request of [sent[0]!, sent[59]!])
+        expect((await once(`${again.url}/v1/license`, request)).status).toBe(409);
+    } finally {
+      await again.stop();
+    }
   });
 
   it('replaces a crashed worker, and kills and replaces a stuck one', async () => {

@@ -63,6 +63,7 @@ process.on('uncaughtException', (err: Error) => {
 async function runWorker(): Promise<void> {
   headend = await Headend.open({
     dataDir: config.dataDir,
+    backgroundCheckpoints: true,
     ...(config.settings && { settings: config.settings }),
   });
   const { tlsCertFile, tlsKeyFile, ...server } = config.server;

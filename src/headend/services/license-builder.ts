@@ -36,6 +36,8 @@ interface Holder {
 
 /** `custom_data` may name the account as JSON `{"account":"ID"}` or as `account=ID`. */
 export function accountHint(customData: string): string {
+  // Most requests carry none; JSON.parse('') would throw (and build a stack trace) each time.
+  if (customData === '') return '';
   const eq = /^account=(\S+)$/.exec(customData.trim());
   if (eq) return eq[1] ?? '';
   try {

@@ -2,7 +2,7 @@ import { closeSync, openSync } from 'node:fs';
 import path from 'node:path';
 import { kwError } from '../../errors/index.js';
 import type { HeadendRepository } from './repository.js';
-import { SqliteStore } from './sqlite-store.js';
+import { SqliteStore, type SqliteStoreOptions } from './sqlite-store.js';
 
 /** File name of the head-end database inside the data dir. */
 export const DATABASE_FILE = 'headend.db';
@@ -11,7 +11,10 @@ export const DATABASE_FILE = 'headend.db';
  * Opens the embedded SQLite store of `dataDir`. better-sqlite3 is an optional dependency (the
  * device install leaves it out), so it is loaded here, and its absence is a coded error.
  */
-export async function openSqliteStore(dataDir: string): Promise<HeadendRepository> {
+export async function openSqliteStore(
+  dataDir: string,
+  opts: SqliteStoreOptions = {},
+): Promise<HeadendRepository> {
   let mod: { default: typeof import('better-sqlite3') };
   try {
     mod = (await import('better-sqlite3')) as { default: typeof import('better-sqlite3') };
@@ -26,5 +29,5 @@ export async function openSqliteStore(dataDir: string): Promise<HeadendRepositor
   const file = path.join(dataDir, DATABASE_FILE);
   // Create the file 0600 first: SQLite gives its -wal and -shm files the database's mode.
   closeSync(openSync(file, 'a', 0o600));
-  return new SqliteStore(mod.default, file);
+  return new SqliteStore(mod.default, file, opts);
 }

@@ -1,5 +1,6 @@
 import type BetterSqlite3 from 'better-sqlite3';
 import { isKeywardenError, kwError, type KeywardenError } from '../../errors/index.js';
+import { startCheckpointer, type Checkpointer } from './checkpointer.js';
 import { MIGRATIONS } from './migrations.js';
 import type {
   AccountRow,
@@ -57,10 +58,48 @@ const MEMBER_COLUMNS = `account_id AS accountId, device_id AS deviceId,
   friendly_name AS friendlyName, joined_at AS joinedAt`;
 
 /** How often expired nonces are deleted, at most (ms of the callers' clock). */
-const NONCE_PRUNE_INTERVAL_MS = 1000;
+const NONCE_PRUNE_INTERVAL_MS = 100;
+/**
+ * Most expired nonces one prune deletes: each lies on its own page of the nonce index, so
+ * a bounded batch keeps the request that prunes as quick as the others. A full batch lets
+ * the next request prune again, so a backlog (after a restart) drains.
+ */
+const NONCE_PRUNE_BATCH = 256;
+/**
+ * How long an operation keeps trying while another process holds the write lock, ms: the
+ * repository's bound (rule 6), after which it fails with STORE_FAILED. Default of
+ * {@link SqliteStoreOptions.busyTimeoutMs}.
+ */
+const BUSY_TIMEOUT_MS = 5000;
+/**
+ * Pauses between those attempts, ms, the last one repeating; 0 is the next turn of the
+ * event loop. Another worker's write transaction takes well under a millisecond, so the
+ * first retries come at once and the pauses stay short.
+ */
+const BUSY_RETRY_MS = [0, 0, 0, 1, 1, 2, 2, 5];
+/** SQLite's own automatic checkpoint threshold (pages), restored if the checkpointer fails. */
+const AUTO_CHECKPOINT_PAGES = 1000;
+
+/** Options of {@link SqliteStore}. */
+export interface SqliteStoreOptions {
+  /**
+   * Copy the WAL back into the database from a background thread instead of inside the
+   * commit that crosses SQLite's threshold (see checkpointer.ts). For processes that serve
+   * requests; short-lived ones (the CLI) leave it off.
+   */
+  readonly backgroundCheckpoints?: boolean;
+  /** How long a method waits for another process's lock before STORE_FAILED; default 5 s. */
+  readonly busyTimeoutMs?: number;
+}
 
 /** Thrown inside a transaction to roll it back when a compare-and-set lost its race. */
 class LostRace extends Error {}
+
+/** True for SQLITE_BUSY and its extended codes: another connection holds a lock. */
+function isBusy(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && code.startsWith('SQLITE_BUSY');
+}
 
 /** Any failure of the database as the coded STORE_FAILED (coded errors pass through). */
 function storeError(err: unknown): KeywardenError {
@@ -83,44 +122,89 @@ function migrate(db: Db): number {
 
 /**
  * The embedded backend: SQLite through better-sqlite3, in WAL mode so that readers never
- * block the writer, with a busy timeout so that cluster workers sharing the file wait for
- * each other's short write transactions instead of failing.
+ * block the writer; cluster workers sharing the file wait for each other's short write
+ * transactions instead of failing.
  *
  * better-sqlite3 is synchronous: each method does all of its work, transaction included,
  * inside one synchronous call and hands back an already settled promise. No transaction is
  * ever open across an `await`, so requests interleaving on one worker cannot see each
  * other's half-done work, and an atomic method is one `BEGIN IMMEDIATE` (which takes the
  * write lock at once, so a read-then-write inside it cannot be overtaken by another worker).
+ *
+ * Waiting for another process's lock does not block the event loop: SQLite's own busy
+ * handler sleeps inside the call (1, 2, 5, 10 ms and longer), stalling every request of the
+ * worker, so once the database is open its busy timeout is 0 and a method that finds the
+ * database locked is run again, whole, on a later turn of the event loop (it wrote nothing:
+ * a transaction or a single statement that fails to take its lock has no effect), for up to
+ * the busy timeout (5 s) in all.
  */
 export class SqliteStore implements HeadendRepository {
   private readonly db: Db;
   private readonly version: number;
   private readonly stmts = new Map<string, BetterSqlite3.Statement>();
   private nextNoncePrune = Number.NEGATIVE_INFINITY;
+  private checkpointer: Checkpointer | undefined;
+  private readonly busyTimeoutMs: number;
 
-  constructor(Database: DatabaseCtor, file: string) {
+  constructor(Database: DatabaseCtor, file: string, opts: SqliteStoreOptions = {}) {
+    this.busyTimeoutMs = opts.busyTimeoutMs ?? BUSY_TIMEOUT_MS;
     try {
       this.db = new Database(file);
-      this.db.pragma('busy_timeout = 5000');
+      // Opening and migrating wait inside SQLite (two processes may start at once).
+      this.db.pragma(`busy_timeout = ${this.busyTimeoutMs}`);
       this.db.pragma('journal_mode = WAL');
       // NORMAL is durable across application crashes in WAL mode; only an OS crash can
       // lose the last transactions, which the devices then simply retry.
       this.db.pragma('synchronous = NORMAL');
       this.db.pragma('foreign_keys = ON');
       this.version = migrate(this.db);
+      // From here on, `op` waits for locks without blocking the event loop.
+      this.db.pragma('busy_timeout = 0');
     } catch (err) {
       if (isKeywardenError(err, 'STORE_FAILED')) throw err;
       throw kwError('STORE_FAILED', `cannot open ${file}: ${(err as Error).message}`, {}, err);
     }
+    if (opts.backgroundCheckpoints) {
+      this.db.pragma('wal_autocheckpoint = 0');
+      // Should the thread fail, commits checkpoint again as SQLite does by default.
+      this.checkpointer = startCheckpointer(file, () => {
+        if (this.db.open) this.db.pragma(`wal_autocheckpoint = ${AUTO_CHECKPOINT_PAGES}`);
+      });
+    }
   }
 
-  /** Runs `fn` now and settles with its result, or with its failure as STORE_FAILED. */
+  /**
+   * Runs `fn` now and settles with its result, or with its failure as STORE_FAILED. When
+   * another process holds the lock `fn` needs, `fn` runs again later (see the class).
+   */
   private op<T>(fn: () => T): Promise<T> {
     try {
       return Promise.resolve(fn());
     } catch (err) {
+      if (isBusy(err)) return this.retry(fn, performance.now() + this.busyTimeoutMs);
       return Promise.reject(storeError(err));
     }
+  }
+
+  /** Runs `fn` on later turns of the event loop until it finds no lock or `deadline` passes. */
+  private retry<T>(fn: () => T, deadline: number): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      let attempt = 0;
+      const again = (): void => {
+        try {
+          resolve(fn());
+        } catch (err) {
+          if (isBusy(err) && performance.now() < deadline) schedule();
+          else reject(storeError(err));
+        }
+      };
+      const schedule = (): void => {
+        const pause = BUSY_RETRY_MS[Math.min(attempt++, BUSY_RETRY_MS.length - 1)] ?? 1;
+        if (pause === 0) setImmediate(again);
+        else setTimeout(again, pause);
+      };
+      schedule();
+    });
   }
 
   /** Runs `fn` in one IMMEDIATE transaction (synchronously: it must not await). */
@@ -169,7 +253,8 @@ export class SqliteStore implements HeadendRepository {
     return Promise.resolve(this.version);
   }
 
-  close(): Promise<void> {
+  async close(): Promise<void> {
+    await this.checkpointer?.stop();
     return this.op(() => {
       if (this.db.open) this.db.close();
     });
@@ -428,8 +513,13 @@ export class SqliteStore implements HeadendRepository {
     return this.op(() => {
       // The prune is housekeeping, not part of the decision: its own statement.
       if (now >= this.nextNoncePrune) {
-        this.run(`DELETE FROM nonces WHERE expires_at < ?`, now);
-        this.nextNoncePrune = now + NONCE_PRUNE_INTERVAL_MS;
+        const pruned = this.run(
+          `DELETE FROM nonces WHERE rowid IN
+            (SELECT rowid FROM nonces WHERE expires_at < ? ORDER BY expires_at LIMIT ?)`,
+          now,
+          NONCE_PRUNE_BATCH,
+        );
+        this.nextNoncePrune = pruned < NONCE_PRUNE_BATCH ? now + NONCE_PRUNE_INTERVAL_MS : now;
       }
       // One statement decides: the primary key makes a replay insert nothing.
       return (

@@ -1,10 +1,12 @@
 import { fork } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
+import { startCheckpointer } from '../../../src/headend/store/checkpointer.js';
 import { DATABASE_FILE, openSqliteStore } from '../../../src/headend/store/open-store.js';
+import type { SqliteStoreOptions } from '../../../src/headend/store/sqlite-store.js';
 import type {
   AccountRow,
   DeviceRow,
@@ -15,9 +17,12 @@ import type {
 const opened: HeadendRepository[] = [];
 const dirs: string[] = [];
 
-async function freshStore(dir = mkdtempSync(path.join(os.tmpdir(), 'kw-repo-'))) {
+async function freshStore(
+  dir = mkdtempSync(path.join(os.tmpdir(), 'kw-repo-')),
+  opts: SqliteStoreOptions = {},
+) {
   if (!dirs.includes(dir)) dirs.push(dir);
-  const store = await openSqliteStore(dir);
+  const store = await openSqliteStore(dir, opts);
   opened.push(store);
   return { store, dir };
 }
@@ -312,5 +317,91 @@ describe('SQLite repository: atomic methods', () => {
     // No rotation was lost: one revision per rotation, whatever the retries.
     const rotations = PROCESSES * Math.ceil(ROUNDS / 5);
     expect((await store.getAccount('rot'))?.revision).toBe(1 + rotations);
+  });
+});
+
+describe('SQLite repository: waiting and housekeeping off the event loop', () => {
+  /** Turns of the event loop during `ms`: a blocked loop counts none. */
+  async function turnsDuring(ms: number): Promise<number> {
+    let turns = 0;
+    const tick = setInterval(() => turns++, 1);
+    await new Promise((r) => setTimeout(r, ms));
+    clearInterval(tick);
+    return turns;
+  }
+
+  it("waits for another process's write lock without blocking, then decides as before", async () => {
+    const { store, dir } = await freshStore();
+    const other = new Database(path.join(dir, DATABASE_FILE));
+    try {
+      other.exec('BEGIN IMMEDIATE');
+      let settled = false;
+      const pending = store.rememberNonce('n1', 1e15, 0).finally(() => (settled = true));
+      // Readers are not held up by the writer (WAL), and the loop keeps turning.
+      expect(await store.getFlags()).toEqual({});
+      expect(await turnsDuring(60)).toBeGreaterThan(10);
+      expect(settled).toBe(false);
+      other.exec('COMMIT');
+      expect(await pending).toBe(true);
+      expect(await store.rememberNonce('n1', 1e15, 0)).toBe(false);
+    } finally {
+      other.close();
+    }
+  });
+
+  it('fails with STORE_FAILED once the busy timeout has passed', async () => {
+    const { store, dir } = await freshStore(undefined, { busyTimeoutMs: 80 });
+    const other = new Database(path.join(dir, DATABASE_FILE));
+    try {
+      other.exec('BEGIN IMMEDIATE');
+      const started = performance.now();
+      await expect(store.recordLicense(license('l1', 'd1'))).rejects.toMatchObject({
+        code: 'STORE_FAILED',
+      });
+      expect(performance.now() - started).toBeGreaterThanOrEqual(70);
+      other.exec('ROLLBACK');
+      expect(await store.recordLicense(license('l1', 'd1'))).toBe(true);
+    } finally {
+      other.close();
+    }
+  });
+
+  it('prunes expired nonces in bounded batches until none is left', async () => {
+    const { store, dir } = await freshStore();
+    for (let i = 0; i < 600; i++) expect(await store.rememberNonce(`old-${i}`, 10, 0)).toBe(true);
+    const expired = () => count(dir, 'SELECT COUNT(*) AS n FROM nonces WHERE expires_at < 100');
+    expect(expired()).toBe(600);
+    await store.rememberNonce('a', 1e6, 100);
+    expect(expired()).toBe(600 - 256);
+    // A full batch lets the next call prune again at once.
+    await store.rememberNonce('b', 1e6, 100);
+    await store.rememberNonce('c', 1e6, 100);
+    expect(expired()).toBe(0);
+    // An expired nonce is outside every replay window: remembering it again is accepted.
+    expect(await store.rememberNonce('old-1', 1e6, 100)).toBe(true);
+    expect(await store.rememberNonce('a', 1e6, 100)).toBe(false);
+  });
+
+  it('copies the WAL back from a background thread, and stops it on close', async () => {
+    const { store, dir } = await freshStore(undefined, { backgroundCheckpoints: true });
+    const dbFile = path.join(dir, DATABASE_FILE);
+    const before = statSync(dbFile).size;
+    // A few hundred WAL frames: below SQLite's own threshold (1000 pages), so only the
+    // thread copies them into the database file.
+    for (let i = 0; i < 100; i++) await store.recordLicense(license(`lic-${i}`, `dev-${i}`));
+    for (let i = 0; i < 50 && statSync(dbFile).size === before; i++)
+      await new Promise((r) => setTimeout(r, 20));
+    expect(statSync(dbFile).size).toBeGreaterThan(before);
+    expect(count(dir, 'SELECT COUNT(*) AS n FROM licenses')).toBe(100);
+    await store.close();
+    await store.close();
+    await expect(store.countLicenses()).rejects.toMatchObject({ code: 'STORE_FAILED' });
+  });
+
+  it('reports a checkpointer that cannot run', async () => {
+    const failure = await new Promise<string>((resolve) => {
+      startCheckpointer(path.join(os.tmpdir(), 'kw-no-such-dir', 'x.db'), resolve);
+    });
+    expect(failure).toMatch(/./);
   });
 });
