@@ -408,6 +408,7 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentContext {
         OutputMonitor.open({
           ...(o.backend && { backend: o.backend }),
           ...(o.device && { device: o.device }),
+          ...(o.drmMaster && { drmMaster: o.drmMaster }),
           ...(o.scenario && { scenario: o.scenario }),
           ...(o.hdcpTimeoutMs !== undefined && { hdcpTimeoutMs: o.hdcpTimeoutMs }),
           ...(o.pollMs !== undefined && { pollMs: o.pollMs }),

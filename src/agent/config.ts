@@ -98,6 +98,8 @@ export interface AgentOutputConfig {
   readonly backend?: OutputBackend;
   /** The DRM device (default: the first /dev/dri/card*). */
   readonly device?: string;
+  /** 'drop' (default) gives DRM master back at once; 'keep' holds it (docs/kms.md). */
+  readonly drmMaster?: 'keep' | 'drop';
   /** The scripted backend's scenario (src/output/scenario.ts validates it). */
   readonly scenario?: KmsScenario;
   /** How long HDCP may take to come up before it counts as failed (6032), ms; default 5000. */
@@ -199,6 +201,7 @@ export interface AgentConfigFile {
   output?: {
     backend?: OutputBackend;
     device?: string;
+    drmMaster?: 'keep' | 'drop';
     scenario?: string;
     hdcpTimeout?: string;
     pollInterval?: string;
@@ -282,12 +285,16 @@ async function outputSection(v: unknown, base: string): Promise<AgentOutputConfi
     throw kwError('CONFIG_INVALID', 'output must be an object');
   const o = v as Record<string, unknown>;
   for (const k of Object.keys(o))
-    if (!['backend', 'device', 'scenario', 'hdcpTimeout', 'pollInterval'].includes(k))
+    if (!['backend', 'device', 'drmMaster', 'scenario', 'hdcpTimeout', 'pollInterval'].includes(k))
       throw kwError('CONFIG_INVALID', `unknown field 'output.${k}'`, { field: `output.${k}` });
   const backend = o.backend ?? 'auto';
   if (!OUTPUT_BACKENDS.includes(backend as OutputBackend))
     throw kwError('CONFIG_INVALID', `output.backend must be one of ${OUTPUT_BACKENDS.join(', ')}`, {
       field: 'output.backend',
+    });
+  if (o.drmMaster !== undefined && o.drmMaster !== 'keep' && o.drmMaster !== 'drop')
+    throw kwError('CONFIG_INVALID', 'output.drmMaster must be "keep" or "drop"', {
+      field: 'output.drmMaster',
     });
   const scenarioPath = str(o.scenario, 'output.scenario');
   if (backend === 'scripted' && scenarioPath === undefined)
@@ -299,6 +306,7 @@ async function outputSection(v: unknown, base: string): Promise<AgentOutputConfi
   return {
     backend: backend as OutputBackend,
     ...(o.device !== undefined && { device: str(o.device, 'output.device', true)! }),
+    ...(o.drmMaster !== undefined && { drmMaster: o.drmMaster }),
     ...(scenarioPath !== undefined && {
       scenario: await loadKmsScenario(path.resolve(base, scenarioPath)),
     }),

@@ -59,6 +59,12 @@ export interface OutputMonitorOptions {
   readonly backend?: OutputBackend;
   /** The DRM device for libdrm (default: the first /dev/dri/card*). */
   readonly device?: string;
+  /**
+   * 'drop' (default): give DRM master back right after opening, so a compositor or player
+   * started later can drive the display (HDCP requests then answer 'not DRM master', 6037);
+   * 'keep': hold master when the card had none (the agent can engage HDCP itself).
+   */
+  readonly drmMaster?: 'keep' | 'drop';
   /** The scripted backend's scenario (validated: src/output/scenario.ts). */
   readonly scenario?: KmsScenario;
   /** How long HDCP may take from Desired to Enabled before it counts as failed (6032). Default 5 s. */
@@ -166,7 +172,11 @@ export class OutputMonitor extends EventEmitter<OutputMonitorEvents> {
         return new OutputMonitor(undefined, 'no DRM device (/dev/dri/card*)', 'none', opts);
     }
     return new OutputMonitor(
-      open({ backend: 'libdrm', ...(path && { path }) }),
+      open({
+        backend: 'libdrm',
+        ...(path && { path }),
+        dropMaster: opts.drmMaster !== 'keep',
+      }),
       '',
       'libdrm',
       opts,

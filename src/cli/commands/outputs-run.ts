@@ -203,6 +203,7 @@ export async function runOutputs(o: OutputsCliOptions): Promise<void> {
   const monitor = OutputMonitor.open({
     ...(settings.backend && { backend: settings.backend }),
     ...(settings.device && { device: settings.device }),
+    drmMaster: 'drop', // a console command never holds the display
     ...(settings.scenario && { scenario: settings.scenario }),
     ...(settings.hdcpTimeoutMs !== undefined && { hdcpTimeoutMs: settings.hdcpTimeoutMs }),
     ...(settings.pollMs !== undefined && { pollMs: settings.pollMs }),

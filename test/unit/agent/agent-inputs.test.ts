@@ -151,6 +151,7 @@ describe('configuration file', () => {
     ['a missing fleet TLS file', { ...good, fleet: { url: 'mqtts://b', tls: { ca: 'no.pem' } } }],
     ['a bad whenStale', { ...good, fleet: { url: 'mqtt://b:1883', whenStale: 'maybe' } }],
     ['an unknown output backend', { ...good, output: { backend: 'drm' } }],
+    ['a bad drmMaster', { ...good, output: { drmMaster: 'steal' } }],
     ['an unknown output field', { ...good, output: { backend: 'auto', hdcp: true } }],
     ['a scripted backend without a scenario', { ...good, output: { backend: 'scripted' } }],
     ['a bad HDCP timeout', { ...good, output: { hdcpTimeout: 'later' } }],

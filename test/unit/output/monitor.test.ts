@@ -183,6 +183,28 @@ describe('OutputMonitor', () => {
     expect(dev.closed).toBe(true);
   });
 
+  it('gives DRM master back unless told to keep it', () => {
+    const seen: unknown[] = [];
+    for (const drmMaster of [undefined, 'keep', 'drop'] as const) {
+      const m = OutputMonitor.open({
+        backend: 'libdrm',
+        device: '/dev/dri/card7',
+        ...(drmMaster && { drmMaster }),
+        openDevice: (o) => {
+          seen.push(o);
+          return new FakeDevice([hdmi(1)]);
+        },
+        pollMs: 0,
+      });
+      monitors.push(m);
+    }
+    expect(seen).toEqual([
+      { backend: 'libdrm', path: '/dev/dri/card7', dropMaster: true },
+      { backend: 'libdrm', path: '/dev/dri/card7', dropMaster: false },
+      { backend: 'libdrm', path: '/dev/dri/card7', dropMaster: true },
+    ]);
+  });
+
   it('answers unknown (6036 for restricted) when there is nothing to read', () => {
     const m = OutputMonitor.open({ backend: 'none' });
     monitors.push(m);
