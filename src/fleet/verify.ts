@@ -2,7 +2,12 @@ import type { X509Certificate } from 'node:crypto';
 import { verifyP256 } from '../crypto/ecdsa.js';
 import { isKeywardenError, kwError, type ErrorCode, KeywardenError } from '../errors/index.js';
 import { decodeMessage, MAX_MESSAGE_BYTES } from '../protocol/codec.js';
-import { DEFAULT_MAX_SKEW_MS, MessageType, NONCE_BYTES } from '../protocol/envelope.js';
+import {
+  checkMessageType,
+  decodeEnvelope,
+  DEFAULT_MAX_SKEW_MS,
+  MessageType,
+} from '../protocol/envelope.js';
 import { keywarden } from '../protocol/generated/proto.js';
 import { VerifiedChainCache } from '../crypto/chain-cache.js';
 import type { CommandNonceSet } from './state.js';
@@ -97,13 +102,7 @@ function verifyEnvelope(
     bytes,
     Math.min(opts.maxPayloadBytes ?? DEFAULT_MAX_FLEET_PAYLOAD_BYTES, MAX_MESSAGE_BYTES),
   );
-  const envelope = decodeMessage(v1.SignedMessage, bytes, 'SignedMessage');
-  const body = decodeMessage(v1.SignedBody, envelope.body, 'SignedBody');
-  if (body.nonce.length !== NONCE_BYTES)
-    throw kwError(
-      'DECODE_FAILED',
-      `the envelope nonce is ${body.nonce.length} bytes, not ${NONCE_BYTES}`,
-    );
+  const { envelope, body } = decodeEnvelope(bytes);
   const signer = (opts.signerCache ?? sharedSignerCache).resolve(
     envelope.certChain,
     opts.trustedRoot,
@@ -111,12 +110,7 @@ function verifyEnvelope(
   );
   if (!verifyP256(signer.key, envelope.body, envelope.signature))
     throw kwError('SIGNATURE_INVALID', 'the message signature does not verify');
-  if (body.type !== type)
-    throw kwError(
-      'MESSAGE_TYPE_MISMATCH',
-      `expected ${MessageType[type]}, got ${String(MessageType[body.type] ?? body.type)}`,
-      { expected: type, actual: body.type },
-    );
+  checkMessageType(body, type);
   // Retained lists and queued commands are legitimately old: age is checked per kind below.
   const timestamp = Number(body.timestampMs);
   if (!Number.isFinite(timestamp))

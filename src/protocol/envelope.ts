@@ -179,6 +179,40 @@ function checkFreshness(body: keywarden.v1.SignedBody, opts: VerifyOptions, nowM
 }
 
 /**
+ * Decodes an envelope and its signed body (nothing verified yet), refusing a nonce of the
+ * wrong size: the first step of every verifier (this module's, the fleet's, the head-end's
+ * chain-caching one).
+ */
+export function decodeEnvelope(bytes: Uint8Array): {
+  envelope: keywarden.v1.SignedMessage;
+  body: keywarden.v1.SignedBody;
+} {
+  const envelope = decodeMessage(v1.SignedMessage, bytes, 'SignedMessage');
+  const body = decodeMessage(v1.SignedBody, envelope.body, 'SignedBody');
+  if (body.nonce.length !== NONCE_BYTES) {
+    throw kwError(
+      'DECODE_FAILED',
+      `the envelope nonce is ${body.nonce.length} bytes, not ${NONCE_BYTES}`,
+    );
+  }
+  return { envelope, body };
+}
+
+/** MESSAGE_TYPE_MISMATCH unless the signed body holds `expected`. */
+export function checkMessageType(body: keywarden.v1.SignedBody, expected: MessageType): void {
+  if (body.type !== expected) {
+    throw kwError(
+      'MESSAGE_TYPE_MISMATCH',
+      `expected ${MessageType[expected]}, got ${String(MessageType[body.type] ?? body.type)}`,
+      {
+        expected,
+        actual: body.type,
+      },
+    );
+  }
+}
+
+/**
  * Verifies a signed envelope, in this order: decode; signer chain up to the operator root
  * (or proof of possession); signature over the body bytes; message type; timestamp skew;
  * reply binding; nonce freshness. The nonce is remembered only once everything else holds,
@@ -190,28 +224,12 @@ export function verifyMessage(
   opts: VerifyOptions,
 ): VerifiedMessage {
   const nowMs = opts.nowMs ?? Date.now();
-  const envelope = decodeMessage(v1.SignedMessage, bytes, 'SignedMessage');
-  const body = decodeMessage(v1.SignedBody, envelope.body, 'SignedBody');
-  if (body.nonce.length !== NONCE_BYTES) {
-    throw kwError(
-      'DECODE_FAILED',
-      `the envelope nonce is ${body.nonce.length} bytes, not ${NONCE_BYTES}`,
-    );
-  }
+  const { envelope, body } = decodeEnvelope(bytes);
   const signer = resolveSigner(envelope, body, opts, nowMs);
   if (!verifyP256(signer.key, envelope.body, envelope.signature)) {
     throw kwError('SIGNATURE_INVALID', 'the message signature does not verify');
   }
-  if (body.type !== expectedType) {
-    throw kwError(
-      'MESSAGE_TYPE_MISMATCH',
-      `expected ${MessageType[expectedType]}, got ${String(MessageType[body.type] ?? body.type)}`,
-      {
-        expected: expectedType,
-        actual: body.type,
-      },
-    );
-  }
+  checkMessageType(body, expectedType);
   checkFreshness(body, opts, nowMs);
   return {
     payload: body.payload,

@@ -2,12 +2,13 @@ import type { KeyObject, X509Certificate } from 'node:crypto';
 import { VerifiedChainCache } from '../../crypto/chain-cache.js';
 import { verifyP256 } from '../../crypto/ecdsa.js';
 import { kwError } from '../../errors/index.js';
-import { decodeMessage } from '../../protocol/codec.js';
-import { MessageType, NONCE_BYTES, type VerifiedMessage } from '../../protocol/envelope.js';
-import { keywarden } from '../../protocol/generated/proto.js';
+import {
+  checkMessageType,
+  decodeEnvelope,
+  type MessageType,
+  type VerifiedMessage,
+} from '../../protocol/envelope.js';
 import { checkDeviceChainConstraints } from '../pki/chain-constraints.js';
-
-const v1 = keywarden.v1;
 
 /** A verified device chain, kept so that the next request of the device skips X.509 parsing. */
 interface CachedChain {
@@ -66,21 +67,11 @@ export class ChainCachingVerifier {
     expectedType: MessageType,
     opts: CachedVerifyOptions,
   ): Promise<CachedVerified> {
-    const envelope = decodeMessage(v1.SignedMessage, bytes, 'SignedMessage');
-    const body = decodeMessage(v1.SignedBody, envelope.body, 'SignedBody');
-    if (body.nonce.length !== NONCE_BYTES)
-      throw kwError(
-        'DECODE_FAILED',
-        `the envelope nonce is ${body.nonce.length} bytes, not ${NONCE_BYTES}`,
-      );
+    const { envelope, body } = decodeEnvelope(bytes);
     const chain = await this.chain(envelope.certChain, opts.trustedRoot, opts.nowMs);
     if (!verifyP256(chain.leafKey, envelope.body, envelope.signature))
       throw kwError('SIGNATURE_INVALID', 'the message signature does not verify');
-    if (body.type !== expectedType)
-      throw kwError(
-        'MESSAGE_TYPE_MISMATCH',
-        `expected ${MessageType[expectedType]}, got ${String(MessageType[body.type] ?? body.type)}`,
-      );
+    checkMessageType(body, expectedType);
     const ts = Number(body.timestampMs);
     if (!Number.isFinite(ts) || Math.abs(ts - opts.nowMs) > opts.maxSkewMs)
       throw kwError('MESSAGE_STALE', 'the message timestamp is outside the accepted clock skew');
