@@ -400,19 +400,10 @@ export class Agent extends EventEmitter<AgentEvents> implements AgentContext {
    */
   get outputs(): OutputMonitor {
     if (this.outputMonitor) return this.outputMonitor;
-    const o = this.config.output ?? {};
+    const { monitor: shared, ...options } = this.config.output ?? {};
     let monitor: OutputMonitor;
     try {
-      monitor =
-        o.monitor ??
-        OutputMonitor.open({
-          ...(o.backend && { backend: o.backend }),
-          ...(o.device && { device: o.device }),
-          ...(o.drmMaster && { drmMaster: o.drmMaster }),
-          ...(o.scenario && { scenario: o.scenario }),
-          ...(o.hdcpTimeoutMs !== undefined && { hdcpTimeoutMs: o.hdcpTimeoutMs }),
-          ...(o.pollMs !== undefined && { pollMs: o.pollMs }),
-        });
+      monitor = shared ?? OutputMonitor.open(options);
     } catch (err) {
       if (!isKeywardenError(err)) throw err;
       setImmediate(() => this.emit('problem', err));

@@ -13,8 +13,7 @@ import type { TimeSource } from '../crypto/secure-clock.js';
 import { isKeywardenError, kwError } from '../errors/index.js';
 import { parseDurationMs } from '../io/durations.js';
 import type { FileSystem } from '../io/fs.js';
-import type { KmsScenario } from '../native/binding.js';
-import type { OutputBackend, OutputMonitor } from '../output/index.js';
+import type { OutputBackend, OutputMonitor, OutputMonitorOptions } from '../output/index.js';
 import { loadKmsScenario } from '../output/scenario.js';
 import type { FleetConfig } from './fleet-link.js';
 import type { ProtocolTransport } from './protocol-transport.js';
@@ -92,23 +91,14 @@ export interface AgentConfig {
   readonly autoMaintenance?: boolean;
 }
 
-/** The agent's output-protection settings ({@link AgentConfig.output}). */
-export interface AgentOutputConfig {
-  /** 'auto' (default), 'libdrm', 'scripted' (tests, demos: needs `scenario`) or 'none'. */
-  readonly backend?: OutputBackend;
-  /** The DRM device (default: the first /dev/dri/card*). */
-  readonly device?: string;
-  /** 'drop' (default) gives DRM master back at once; 'keep' holds it (docs/kms.md). */
-  readonly drmMaster?: 'keep' | 'drop';
-  /** The scripted backend's scenario (src/output/scenario.ts validates it). */
-  readonly scenario?: KmsScenario;
-  /** How long HDCP may take to come up before it counts as failed (6032), ms; default 5000. */
-  readonly hdcpTimeoutMs?: number;
-  /** Re-read the outputs this often besides uevents, ms; default 2000, 0 = never. */
-  readonly pollMs?: number;
-  /** A monitor shared with others (the daemon, tests); the agent does not close it. */
+/**
+ * The agent's output-protection settings ({@link AgentConfig.output}): the monitor's options
+ * (backend, device, drmMaster, scenario, hdcpTimeoutMs, pollMs), or a monitor shared with
+ * others (the daemon, tests), which the agent does not close.
+ */
+export type AgentOutputConfig = Omit<OutputMonitorOptions, 'openDevice' | 'now'> & {
   readonly monitor?: OutputMonitor;
-}
+};
 
 /** Defaults filled in. */
 export interface ResolvedAgentConfig extends AgentConfig {

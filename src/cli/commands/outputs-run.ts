@@ -1,5 +1,5 @@
 import { Agent } from '../../agent/agent.js';
-import { loadAgentConfig, type AgentOutputConfig } from '../../agent/config.js';
+import { loadAgentConfig } from '../../agent/config.js';
 import { kwError } from '../../errors/index.js';
 import {
   OPL_TABLES,
@@ -11,6 +11,7 @@ import {
   requirementsOf,
   tracksOf,
   type OutputBackend,
+  type OutputMonitorOptions,
   type OutputState,
 } from '../../output/index.js';
 import type { OplKind, Track } from '../../output/types.js';
@@ -80,7 +81,7 @@ function licenseFromFlags(o: OutputsCliOptions): keywarden.v1.ILicense | undefin
   return any ? { policy, keys: [] } : undefined;
 }
 
-async function monitorSettings(o: OutputsCliOptions): Promise<AgentOutputConfig> {
+async function monitorSettings(o: OutputsCliOptions): Promise<OutputMonitorOptions> {
   if (o.backend !== undefined && !BACKENDS.includes(o.backend as OutputBackend))
     throw kwError('CLI_USAGE', `--backend is one of ${BACKENDS.join(', ')}`);
   const fromConfig = o.config ? ((await loadAgentConfig(o.config)).output ?? {}) : {};
@@ -200,14 +201,8 @@ function printText(monitor: OutputMonitor, license: keywarden.v1.ILicense | unde
 export async function runOutputs(o: OutputsCliOptions): Promise<void> {
   const settings = await monitorSettings(o);
   const license = o.license ? await storedLicense(o) : licenseFromFlags(o);
-  const monitor = OutputMonitor.open({
-    ...(settings.backend && { backend: settings.backend }),
-    ...(settings.device && { device: settings.device }),
-    drmMaster: 'drop', // a console command never holds the display
-    ...(settings.scenario && { scenario: settings.scenario }),
-    ...(settings.hdcpTimeoutMs !== undefined && { hdcpTimeoutMs: settings.hdcpTimeoutMs }),
-    ...(settings.pollMs !== undefined && { pollMs: settings.pollMs }),
-  });
+  // A console command never holds the display.
+  const monitor = OutputMonitor.open({ ...settings, drmMaster: 'drop' });
   if (!o.watch) {
     try {
       if (o.json) process.stdout.write(`${JSON.stringify(report(monitor, license), null, 2)}\n`);
