@@ -101,6 +101,17 @@ export interface BrokerProcess extends TestBroker {
   log(): string;
 }
 
+/** Starts `broker`; if it cannot start, disposes of what it made (its temp dir) and throws. */
+async function startedOrDisposed(broker: BrokerProcess): Promise<BrokerProcess> {
+  try {
+    await broker.start();
+  } catch (err) {
+    await broker.dispose?.();
+    throw err;
+  }
+  return broker;
+}
+
 /**
  * Runs `cmd args` as a broker listening on `port` (127.0.0.1): start() spawns it and
  * resolves once `ready` holds (default: the port accepts connections), rejecting with the
@@ -198,13 +209,7 @@ export async function startMosquitto(opts: MosquittoOptions = {}): Promise<Broke
   const broker = brokerProcess('mosquitto', `mqtt://127.0.0.1:${port}`, port, cmd, args, {
     dispose: () => rm(dir, { recursive: true, force: true }),
   });
-  try {
-    await broker.start();
-  } catch (err) {
-    await broker.dispose?.();
-    throw err;
-  }
-  return broker;
+  return startedOrDisposed(broker);
 }
 
 /**
@@ -247,13 +252,7 @@ export async function startNats(): Promise<BrokerProcess> {
       dispose: () => rm(dir, { recursive: true, force: true }),
     },
   );
-  try {
-    await broker.start();
-  } catch (err) {
-    await broker.dispose?.();
-    throw err;
-  }
-  return broker;
+  return startedOrDisposed(broker);
 }
 
 let natsKnown: boolean | undefined;

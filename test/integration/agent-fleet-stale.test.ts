@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Agent } from '../../src/agent/agent.js';
 import { isKeywardenError } from '../../src/errors/index.js';
 import type { RunningFleet } from '../../src/headend/index.js';
-import { Box, FakeTime, keyOf, kidOf, removeBoxes } from './agent-helpers.js';
+import { Box, FakeTime, keyOf, kidOf, removeBoxes, waitFor } from './agent-helpers.js';
 import { removeDir, startTestHeadend, type TestHeadend } from './headend-helpers.js';
 
 const PREFIX = 'kwstale';
@@ -18,14 +18,6 @@ let he: TestHeadend;
 let fleet: RunningFleet;
 let headendOffsetMs = 0;
 const agents: Agent[] = [];
-
-async function waitFor(cond: () => boolean, timeoutMs = 5000): Promise<void> {
-  const t0 = Date.now();
-  while (!cond()) {
-    if (Date.now() - t0 > timeoutMs) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 async function fleetAgent(time: FakeTime, whenStale?: 'refuse' | 'allow'): Promise<Agent> {
   const box = new Box(undefined, time.device());

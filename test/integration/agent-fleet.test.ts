@@ -17,7 +17,7 @@ import { MessageType, verifyMessage } from '../../src/protocol/envelope.js';
 import { keywarden } from '../../src/protocol/generated/proto.js';
 import { freePort, startAedes, type TestBroker } from '../helpers/fleet-brokers.js';
 import { runCli } from '../helpers/media/cli-run.js';
-import { Box, hex, keyOf, kidOf, packageClip, removeBoxes } from './agent-helpers.js';
+import { Box, hex, keyOf, kidOf, packageClip, removeBoxes, waitFor } from './agent-helpers.js';
 import { removeDir, startTestHeadend, type TestHeadend } from './headend-helpers.js';
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
@@ -28,15 +28,6 @@ let he: TestHeadend;
 let fleet: RunningFleet;
 let work: string;
 const agents: Agent[] = [];
-
-async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<number> {
-  const t0 = Date.now();
-  while (!(await cond())) {
-    if (Date.now() - t0 > timeoutMs) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return Date.now() - t0;
-}
 
 async function fleetAgent(box: Box): Promise<Agent> {
   const agent = await box.open(he.url, he.root, {

@@ -157,3 +157,16 @@ export const kidOf = (n: number): Buffer =>
   Buffer.from(`${n.toString(16).padStart(2, '0')}`.repeat(16), 'hex');
 export const keyOf = (n: number): Buffer => Buffer.alloc(16, (n * 29) & 0xff);
 export const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
+
+/** Polls `cond` every 20 ms until it holds; resolves with the ms it took, throws after `timeoutMs`. */
+export async function waitFor(
+  cond: () => boolean | Promise<boolean>,
+  timeoutMs = 5000,
+): Promise<number> {
+  const t0 = Date.now();
+  while (!(await cond())) {
+    if (Date.now() - t0 > timeoutMs) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return Date.now() - t0;
+}
