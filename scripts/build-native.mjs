@@ -6,10 +6,10 @@
 // hand node-gyp `--nodedir <prefix>`; when they are not (an unusual Node build), node-gyp
 // falls back to its normal download, so an online machine still builds.
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { localNodeDir } from './node-headers.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
@@ -21,16 +21,6 @@ function prebuiltAddon() {
   } catch {
     return undefined;
   }
-}
-
-function localNodeDir() {
-  if (process.env.npm_config_nodedir) return process.env.npm_config_nodedir;
-  const prefix = path.resolve(path.dirname(process.execPath), '..');
-  const headers = path.join(prefix, 'include', 'node');
-  const complete = ['node_api.h', 'common.gypi', path.join('openssl', 'evp.h')].every((f) =>
-    existsSync(path.join(headers, f)),
-  );
-  return complete ? prefix : undefined;
 }
 
 if (!rebuild) {

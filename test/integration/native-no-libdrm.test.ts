@@ -7,15 +7,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import {
-  cpSync,
-  existsSync,
-  mkdtempSync,
-  readFileSync,
-  rmSync,
-  symlinkSync,
-  writeFileSync,
-} from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -31,6 +23,7 @@ import type {
   NativeUevent,
 } from '../../src/native/binding.js';
 import { loadKmsScenario } from '../../src/output/scenario.js';
+import { localNodeDir } from '../../scripts/node-headers.mjs';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const BUILD_TIMEOUT_MS = 240_000;
@@ -40,17 +33,6 @@ interface RawAddon {
   readonly KmsDevice: new (options: NativeKmsDeviceOptions) => NativeKmsDeviceHandle;
   kmsBuildInfo(): KmsBuildInfo;
   parseUevent(raw: Uint8Array): NativeUevent | null;
-}
-
-/** The same choice as scripts/build-native.mjs: Node's own headers, so no download. */
-function nodeDir(): string | undefined {
-  if (process.env.npm_config_nodedir) return process.env.npm_config_nodedir;
-  const prefix = path.resolve(path.dirname(process.execPath), '..');
-  const headers = path.join(prefix, 'include', 'node');
-  const complete = ['node_api.h', 'common.gypi', path.join('openssl', 'evp.h')].every((f) =>
-    existsSync(path.join(headers, f)),
-  );
-  return complete ? prefix : undefined;
 }
 
 function codeOfRaw(fn: () => unknown): unknown {
@@ -75,7 +57,7 @@ describe('addon built without libdrm (slow: compiles the addon)', () => {
     symlinkSync(path.join(ROOT, 'node_modules'), path.join(dir, 'node_modules'), 'dir');
     writeFileSync(path.join(dir, 'package.json'), '{"name":"kw-no-libdrm","private":true}\n');
     const args = [require_('node-gyp/bin/node-gyp.js'), 'rebuild', '--jobs=2'];
-    const nodedir = nodeDir();
+    const nodedir = localNodeDir();
     if (nodedir) args.push(`--nodedir=${nodedir}`);
     const result = spawnSync(process.execPath, args, {
       cwd: dir,
