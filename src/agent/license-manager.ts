@@ -11,7 +11,13 @@ import { evaluate } from './policy/evaluate.js';
 import { renewalPlan } from './policy/renewal.js';
 import { licenseRights } from './policy/rights.js';
 import { policySummary, type PolicySummary } from './policy/summary.js';
-import type { Evaluation, KeyStatus, LicenseState, RenewalHistory } from './policy/types.js';
+import type {
+  Evaluation,
+  KeyStatus,
+  LicenseState,
+  PolicyRule,
+  RenewalHistory,
+} from './policy/types.js';
 import { httpRefusalCode } from './wire-errors.js';
 import { withRetry } from './retry.js';
 
@@ -508,7 +514,14 @@ export class LicenseManager {
   async keyFor(
     kid: string,
     applicationId?: string,
-  ): Promise<{ status: KeyStatus; key?: Uint8Array; licenseId?: string; error?: KeywardenError }> {
+  ): Promise<{
+    status: KeyStatus;
+    key?: Uint8Array;
+    licenseId?: string;
+    error?: KeywardenError;
+    /** The policy rule that blocks the key (e.g. 'output-protection' while HDCP comes up). */
+    blockedBy?: PolicyRule;
+  }> {
     let revokedLicense: { status: KeyStatus; error: KeywardenError; licenseId: string } | undefined;
     const revokedKey = this.revocationOf(kid);
     if (revokedKey) return { status: 'revoked', error: revokedKey };
@@ -523,7 +536,9 @@ export class LicenseManager {
         status: 'status-pending',
         error: kwError('LICENSE_NOT_FOUND', `no license holds key ${kid}`, { kid }),
       };
-    let best: { status: KeyStatus; error?: KeywardenError; licenseId?: string } | undefined;
+    let best:
+      | { status: KeyStatus; error?: KeywardenError; licenseId?: string; blockedBy?: PolicyRule }
+      | undefined;
     for (const h of candidates) {
       const verdict = await this.evaluate(h, applicationId, kid);
       if (verdict.status === 'usable') {
@@ -540,7 +555,12 @@ export class LicenseManager {
         }
       }
       if (!best || best.status === 'internal-error')
-        best = { status: verdict.status, error: verdict.error, licenseId: h.id };
+        best = {
+          status: verdict.status,
+          error: verdict.error,
+          licenseId: h.id,
+          blockedBy: verdict.reasons.find((r) => r.blocking)?.rule,
+        };
     }
     return best!;
   }

@@ -258,7 +258,11 @@ export class Session extends EventEmitter<SessionEvents> {
         licenses.add(got.licenseId);
       } else {
         if (got.error) errors.set(kid, got.error);
-        if (got.status === 'status-pending' && got.licenseId && got.error?.details.outputPending)
+        if (
+          got.status === 'status-pending' &&
+          got.licenseId &&
+          got.blockedBy === 'output-protection'
+        )
           outputPending.add(got.licenseId);
         else if (got.status === 'status-pending') missing.push(kid);
       }

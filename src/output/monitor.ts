@@ -257,15 +257,7 @@ export class OutputMonitor extends EventEmitter<OutputMonitorEvents> {
     const verdict = toOutputCheck(...decisions);
     if (verdict.verdict === 'allowed') return verdict;
     const incident = this.incidentFor(decisions);
-    if (incident) return { verdict: 'restricted', error: incident.error };
-    if (verdict.verdict === 'unknown')
-      return {
-        verdict: 'unknown',
-        error: kwError('KEY_NOT_USABLE', 'output protection is being engaged', {
-          outputPending: true,
-        }),
-      };
-    return verdict;
+    return incident ? { verdict: 'restricted', error: incident.error } : verdict;
   }
 
   /**
