@@ -57,7 +57,7 @@ export interface OutputMonitorOptions {
    * more than best effort are refused with 6036).
    */
   readonly backend?: OutputBackend;
-  /** The DRM device for libdrm (default: the first /dev/dri/card*). */
+  /** The DRM device for libdrm (default: the first /dev/dri/card* that has connectors). */
   readonly device?: string;
   /**
    * 'drop' (default): give DRM master back right after opening, so a compositor or player
@@ -102,7 +102,7 @@ interface Attempt extends EngageAttempt {
 const DEFAULT_HDCP_TIMEOUT_MS = 5000;
 const DEFAULT_POLL_MS = 2000;
 
-/** The first /dev/dri/card* (sorted), or undefined. */
+/** The first /dev/dri/card* (sorted), or undefined: is there a DRM device at all? */
 export function defaultDrmDevice(dir = '/dev/dri'): string | undefined {
   if (!existsSync(dir)) return undefined;
   const cards = readdirSync(dir)
@@ -164,17 +164,18 @@ export class OutputMonitor extends EventEmitter<OutputMonitorEvents> {
         opts,
       );
     }
-    const path = opts.device ?? defaultDrmDevice();
     if (choice === 'auto') {
       if (!opts.openDevice && !safeBuildInfo().libdrm)
         return new OutputMonitor(undefined, 'the addon was built without libdrm', 'none', opts);
-      if (!path)
+      if (!opts.device && !defaultDrmDevice())
         return new OutputMonitor(undefined, 'no DRM device (/dev/dri/card*)', 'none', opts);
     }
     return new OutputMonitor(
       open({
         backend: 'libdrm',
-        ...(path && { path }),
+        // Without a path the addon picks the first card that has connectors (a Pi's card0
+        // may be render-only).
+        ...(opts.device && { path: opts.device }),
         dropMaster: opts.drmMaster !== 'keep',
       }),
       '',
