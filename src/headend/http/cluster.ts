@@ -54,6 +54,13 @@ export interface HeadendCluster {
    * Stops every worker: SIGTERM (each one finishes its requests in flight, closes its
    * connections and the database, and exits), then SIGKILL for any still running after
    * the stop timeout. Resolves once all have exited. Idempotent.
+   *
+   * Exit the process soon after, as `keywarden headend` does. Node's round-robin primary
+   * (Node 20) accepts connections itself and hands them to workers; a connection that
+   * arrives in the last instant, handed to a worker that has just closed its server and
+   * declined after the last worker left, stays queued in the primary with nobody to serve
+   * it. The client sees a connection that neither answers nor closes until the primary
+   * process exits and the kernel resets it.
    */
   close(): Promise<void>;
 }

@@ -1,5 +1,5 @@
 import { open, type FileHandle } from 'node:fs/promises';
-import { kwError } from '../../errors/index.js';
+import { isKeywardenError, kwError } from '../../errors/index.js';
 
 /** Random-access input: a file or a buffer. */
 export interface ByteSource {
@@ -37,12 +37,15 @@ export class FileSource implements ByteSource {
     } catch (err) {
       throw kwError('IO_FAILED', `cannot open ${path}: ${(err as Error).message}`, { path }, err);
     }
-    const stat = await handle.stat();
-    if (!stat.isFile()) {
-      await handle.close();
-      throw kwError('IO_FAILED', `${path} is not a regular file`, { path });
+    try {
+      const stat = await handle.stat();
+      if (!stat.isFile()) throw kwError('IO_FAILED', `${path} is not a regular file`, { path });
+      return new FileSource(path, stat.size, handle);
+    } catch (err) {
+      await handle.close().catch(() => undefined);
+      if (isKeywardenError(err)) throw err;
+      throw kwError('IO_FAILED', `cannot stat ${path}: ${(err as Error).message}`, { path }, err);
     }
-    return new FileSource(path, stat.size, handle);
   }
 
   async read(into: Uint8Array, position: number): Promise<void> {

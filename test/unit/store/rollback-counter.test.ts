@@ -64,7 +64,9 @@ describe('FileRollbackCounter', () => {
     expect(await again.read()).toBe(1);
     await again.advance(3); // rewrites the torn slot
     await again.close();
-    expect(await new FileRollbackCounter({ file: file(), storageKey: key }).read()).toBe(3);
+    const third = new FileRollbackCounter({ file: file(), storageKey: key });
+    expect(await third.read()).toBe(3);
+    await third.close();
   });
 
   it('refuses an edited counter and one made under another key', async () => {
