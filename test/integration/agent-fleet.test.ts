@@ -46,14 +46,7 @@ beforeAll(async () => {
   he = await startTestHeadend();
   fleet = await he.headend.startFleet({ mqttPort: 0, prefix: PREFIX, pollMs: 100 });
   work = mkdtempSync(path.join(os.tmpdir(), 'kw-agent-fleet-'));
-  await he.headend.admin.setPolicy('vod', { 'can-persist': 'true', 'license-duration': '7d' });
-  for (const n of [11, 12])
-    await he.headend.admin.addContentKey({
-      kid: kidOf(n),
-      key: keyOf(n),
-      policy: 'vod',
-      contentId: `film-${n}`,
-    });
+  await addFilms(he, [11, 12]);
 });
 
 afterAll(async () => {

@@ -310,15 +310,8 @@ export interface DeviceStatusInput {
   readonly at: number;
 }
 
-/** A device's fleet status. */
-export interface FleetDeviceRow {
-  readonly deviceId: string;
-  readonly online: boolean;
-  readonly agentVersion: string;
-  readonly licenseCount: number;
-  readonly listNumber: number;
-  readonly outputStatus: string;
-  readonly reportedAt: number;
+/** A device's fleet status: the last verified status, and when it was stored. */
+export interface FleetDeviceRow extends Omit<DeviceStatusInput, 'at'> {
   readonly updatedAt: number;
 }
 
